@@ -1,0 +1,452 @@
+//! The blocking client: back up, restore, delete and list over any
+//! `embedded-io` transport.
+//!
+//! The client sends protocol version 2 and keeps the connection for the next
+//! request when the server answers 2; otherwise it closes it after the
+//! response and connects anew for the next request, as servers answering 1 may
+//! close (and pad their responses) after every response. It reads responses
+//! that older servers cut short, and ignores a trailing NUL in list payloads.
+
+use core::convert::Infallible;
+
+use embedded_io::{ErrorType, Read, ReadReady, Write};
+
+use crate::codec::{Decoded, ResponseDecoder, ResponseEnd};
+use crate::error::{ProtocolError, TransportError};
+use crate::io::{read_full, write_all};
+use crate::wire::{
+    BufferTooSmall, MAX_REASON_LEN, NameBuf, NameError, Op, PROTOCOL_VERSION, REQUEST_MAX_HEADER_LEN,
+    Request, Status, validate_name,
+};
+
+/// Smallest buffer a [`Client`] accepts: the longest request header.
+pub const CLIENT_MIN_BUFFER_LEN: usize = REQUEST_MAX_HEADER_LEN;
+
+/// Opens connections to the server. A microcontroller whose link is a single
+/// stream (a UART to a network module) returns that stream each time.
+pub trait Connect {
+    /// An open connection. `ReadReady` lets a backup notice the server's
+    /// early refusal and stop sending.
+    type Conn: Read + Write + ReadReady;
+    /// Opens a connection.
+    fn connect(&mut self) -> Result<Self::Conn, <Self::Conn as ErrorType>::Error>;
+}
+
+/// The reason a server gave with a 1003 response (at most 255 bytes).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ServerReason {
+    bytes: [u8; MAX_REASON_LEN],
+    len: usize,
+}
+
+impl ServerReason {
+    const fn new() -> Self {
+        ServerReason { bytes: [0; MAX_REASON_LEN], len: 0 }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Keeps as much of `more` as fits.
+    fn extend(&mut self, more: &[u8]) {
+        let take = more.len().min(MAX_REASON_LEN - self.len);
+        if let (Some(dst), Some(src)) = (self.bytes.get_mut(self.len..self.len + take), more.get(..take)) {
+            dst.copy_from_slice(src);
+            self.len += take;
+        }
+    }
+
+    /// The reason as text: its longest valid UTF-8 prefix, without trailing NULs.
+    fn as_str(&self) -> &str {
+        let bytes = self.bytes.get(..self.len).unwrap_or(&[]);
+        let text = match core::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => core::str::from_utf8(bytes.get(..e.valid_up_to()).unwrap_or(&[])).unwrap_or(""),
+        };
+        text.trim_end_matches('\0')
+    }
+}
+
+/// Why a client request did not succeed. `T` is the transport's error, `L`
+/// the local source's or sink's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ClientError<T, L = Infallible> {
+    /// The server has no file of that name (1001).
+    NotFound,
+    /// The user has no files (1002).
+    NoFiles,
+    /// The server refused (1003); its reason is [`Client::server_reason`].
+    /// (Kept in the client: a 255-byte reason moved through every `Result`
+    /// would cost firmware stack and code.)
+    Server,
+    /// The name breaks the naming rules; nothing was sent.
+    InvalidName(NameError),
+    /// The backup source ended before the size announced.
+    SourceEnded,
+    /// The restore sink accepted no more bytes.
+    SinkFull,
+    /// The local source or sink failed.
+    Local(L),
+    /// The server's bytes break the protocol.
+    Protocol(ProtocolError),
+    /// The connection failed.
+    Transport(TransportError<T>),
+}
+
+impl<T, L> From<ProtocolError> for ClientError<T, L> {
+    fn from(e: ProtocolError) -> Self {
+        ClientError::Protocol(e)
+    }
+}
+
+impl<T, L> From<TransportError<T>> for ClientError<T, L> {
+    fn from(e: TransportError<T>) -> Self {
+        ClientError::Transport(e)
+    }
+}
+
+impl<T: core::fmt::Debug, L: core::fmt::Debug> core::fmt::Display for ClientError<T, L> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ClientError::NotFound => f.write_str("no such file on the server"),
+            ClientError::NoFiles => f.write_str("no files stored for this user"),
+            ClientError::Server => f.write_str("server refused the request"),
+            ClientError::InvalidName(e) => write!(f, "invalid name: {e}"),
+            ClientError::SourceEnded => f.write_str("the file ended before its announced size"),
+            ClientError::SinkFull => f.write_str("the output accepted no more bytes"),
+            ClientError::Local(e) => write!(f, "local I/O error: {e:?}"),
+            ClientError::Protocol(e) => write!(f, "protocol error: {e}"),
+            ClientError::Transport(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl<T: core::fmt::Debug, L: core::fmt::Debug> core::error::Error for ClientError<T, L> {}
+
+/// The transport error type of a connector's connections.
+pub type ConnError<C> = <<C as Connect>::Conn as ErrorType>::Error;
+
+/// What [`receive`] saw of a response.
+#[derive(Clone, Copy)]
+struct Received {
+    status: Status,
+    /// The server's version and a complete response: the connection may be reused.
+    reusable: bool,
+}
+
+/// Something a response delivered to the caller.
+enum Event<'a> {
+    Header { status: Status, size: u32 },
+    Payload(&'a [u8]),
+}
+
+/// A blocking client for one user.
+pub struct Client<'b, C: Connect> {
+    connector: C,
+    conn: Option<C::Conn>,
+    user_id: u32,
+    buf: &'b mut [u8],
+    decoder: ResponseDecoder,
+    reason: ServerReason,
+}
+
+impl<'b, C: Connect> Client<'b, C> {
+    /// A client streaming through `buf`, which must hold at least
+    /// [`CLIENT_MIN_BUFFER_LEN`] bytes; larger buffers mean fewer writes.
+    pub fn new(connector: C, user_id: u32, buf: &'b mut [u8]) -> Result<Self, BufferTooSmall> {
+        if buf.len() < CLIENT_MIN_BUFFER_LEN {
+            return Err(BufferTooSmall);
+        }
+        Ok(Client {
+            connector,
+            conn: None,
+            user_id,
+            buf,
+            decoder: ResponseDecoder::new(),
+            reason: ServerReason::new(),
+        })
+    }
+
+    /// The user whose files this client handles.
+    pub fn user_id(&self) -> u32 {
+        self.user_id
+    }
+
+    /// Whether a connection is held open for the next request.
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// The reason the server gave with its last 1003 response
+    /// ([`ClientError::Server`]); empty if it gave none.
+    pub fn server_reason(&self) -> &str {
+        self.reason.as_str()
+    }
+
+    /// Closes the held connection, if any.
+    pub fn disconnect(&mut self) {
+        self.conn = None;
+    }
+
+    /// Backs up `size` bytes read from `source` as `name`, replacing any
+    /// previous version. If the server refuses early (size, quota, name), the
+    /// client stops sending and returns the server's reason.
+    pub fn backup<R: Read>(
+        &mut self,
+        name: &str,
+        size: u32,
+        source: &mut R,
+    ) -> Result<(), ClientError<ConnError<C>, R::Error>> {
+        validate_name(name.as_bytes()).map_err(ClientError::InvalidName)?;
+        let request =
+            Request { user_id: self.user_id, version: PROTOCOL_VERSION, op: Op::Backup, name, size };
+        let header_len = request.emit(self.buf).map_err(|_| ClientError::SinkFull)?;
+        // The first chunk rides with the header; read it before connecting,
+        // so a failing source leaves the connection untouched.
+        let first_end = self.buf.len().min(header_len.saturating_add(size as usize));
+        let window = self.buf.get_mut(header_len..first_end).unwrap_or(&mut []);
+        let got = read_full(source, window).map_err(ClientError::Local)?;
+        if header_len + got < first_end {
+            return Err(ClientError::SourceEnded);
+        }
+        self.connection::<R::Error>()?;
+        let (Some(conn), buf) = (self.conn.as_mut(), &mut *self.buf) else {
+            return Err(TransportError::Closed.into());
+        };
+        let mut sent = got as u64;
+        let mut failure = write_all(conn, buf.get(..first_end).unwrap_or(&[])).err();
+        let mut local = None;
+        while failure.is_none() && sent < u64::from(size) {
+            match conn.read_ready() {
+                // The server answered before the payload was through: a refusal.
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => {
+                    failure = Some(TransportError::Io(e));
+                    break;
+                }
+            }
+            let want = buf.len().min(usize::try_from(u64::from(size) - sent).unwrap_or(usize::MAX));
+            let window = buf.get_mut(..want).unwrap_or(&mut []);
+            match source.read(window) {
+                Ok(0) => local = Some(ClientError::SourceEnded),
+                Ok(n) => {
+                    failure = write_all(conn, buf.get(..n).unwrap_or(&[])).err();
+                    sent += n as u64;
+                }
+                Err(e) => local = Some(ClientError::Local(e)),
+            }
+            if local.is_some() {
+                break;
+            }
+        }
+        if let Some(e) = local {
+            // The server is waiting for bytes that will not come.
+            self.conn = None;
+            return Err(e);
+        }
+        let finished = failure.is_none() && sent == u64::from(size);
+        let received = self.receive(|_| Ok(()));
+        if !finished {
+            // The request was cut short: whatever the server answered, this
+            // connection's framing is lost.
+            self.conn = None;
+        }
+        match (received, failure) {
+            (Ok(Status::Done), None) if finished => Ok(()),
+            (Err(ClientError::Transport(_)), Some(e)) => Err(ClientError::Transport(e)),
+            (Ok(status), _) => Err(ProtocolError::UnexpectedStatus(status.code()).into()),
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// Restores `name` into `sink`. `on_size` hears the file's size before
+    /// its first byte. Returns the size.
+    pub fn restore<W: Write>(
+        &mut self,
+        name: &str,
+        sink: &mut W,
+        on_size: impl FnOnce(u32),
+    ) -> Result<u32, ClientError<ConnError<C>, W::Error>> {
+        validate_name(name.as_bytes()).map_err(ClientError::InvalidName)?;
+        self.send(&Request {
+            user_id: self.user_id,
+            version: PROTOCOL_VERSION,
+            op: Op::Restore,
+            name,
+            size: 0,
+        })?;
+        let mut on_size = Some(on_size);
+        let mut size = 0;
+        let status = self.receive(|event| match event {
+            Event::Header { status: Status::Restored, size: s } => {
+                size = s;
+                if let Some(f) = on_size.take() {
+                    f(s);
+                }
+                Ok(())
+            }
+            Event::Header { .. } => Ok(()),
+            Event::Payload(chunk) => write_all(sink, chunk).map_err(|e| match e {
+                TransportError::Io(e) => ClientError::Local(e),
+                _ => ClientError::SinkFull,
+            }),
+        })?;
+        match status {
+            Status::Restored => Ok(size),
+            Status::NotFound => Err(ClientError::NotFound),
+            other => Err(ProtocolError::UnexpectedStatus(other.code()).into()),
+        }
+    }
+
+    /// Deletes `name`.
+    pub fn delete(&mut self, name: &str) -> Result<(), ClientError<ConnError<C>>> {
+        validate_name(name.as_bytes()).map_err(ClientError::InvalidName)?;
+        self.send(&Request {
+            user_id: self.user_id,
+            version: PROTOCOL_VERSION,
+            op: Op::Delete,
+            name,
+            size: 0,
+        })?;
+        match self.receive(|_| Ok(()))? {
+            Status::Done => Ok(()),
+            Status::NotFound => Err(ClientError::NotFound),
+            other => Err(ProtocolError::UnexpectedStatus(other.code()).into()),
+        }
+    }
+
+    /// Lists the user's names, calling `each` once per name in the server's
+    /// (sorted) order, and returns how many there were. Names are assembled
+    /// across reads, so they may be longer than any one read.
+    pub fn list(&mut self, mut each: impl FnMut(&str)) -> Result<usize, ClientError<ConnError<C>>> {
+        self.send(&Request {
+            user_id: self.user_id,
+            version: PROTOCOL_VERSION,
+            op: Op::List,
+            name: "",
+            size: 0,
+        })?;
+        let mut pending = NameBuf::new();
+        let mut count = 0;
+        let mut emit = |pending: &mut NameBuf| -> Result<(), ClientError<ConnError<C>>> {
+            if !pending.is_empty() {
+                let name =
+                    core::str::from_utf8(pending.as_bytes()).map_err(|_| ProtocolError::BadListEntry)?;
+                each(name);
+                count += 1;
+                pending.clear();
+            }
+            Ok(())
+        };
+        let status = self.receive(|event| {
+            let Event::Payload(chunk) = event else { return Ok(()) };
+            for piece in chunk.split_inclusive(|&b| b == b'\n') {
+                let (text, ends) = match piece.split_last() {
+                    Some((b'\n', text)) => (text, true),
+                    _ => (piece, false),
+                };
+                // Some servers end the payload with a NUL; names never hold one.
+                let text = text.split(|&b| b == 0).next().unwrap_or(&[]);
+                if !pending.extend(text) {
+                    return Err(ProtocolError::BadListEntry.into());
+                }
+                if ends {
+                    emit(&mut pending)?;
+                }
+            }
+            Ok(())
+        })?;
+        emit(&mut pending)?;
+        match status {
+            Status::Listed => Ok(count),
+            Status::NoFiles => Err(ClientError::NoFiles),
+            other => Err(ProtocolError::UnexpectedStatus(other.code()).into()),
+        }
+    }
+
+    /// Connects unless a connection is held.
+    fn connection<L>(&mut self) -> Result<(), ClientError<ConnError<C>, L>> {
+        if self.conn.is_none() {
+            self.conn = Some(self.connector.connect().map_err(TransportError::Io)?);
+        }
+        Ok(())
+    }
+
+    /// Sends a request without payload.
+    fn send<L>(&mut self, request: &Request<'_>) -> Result<(), ClientError<ConnError<C>, L>> {
+        let len = request.emit(self.buf).map_err(|_| ClientError::SinkFull)?;
+        self.connection::<L>()?;
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(TransportError::Closed.into());
+        };
+        if let Err(e) = write_all(conn, self.buf.get(..len).unwrap_or(&[])) {
+            self.conn = None;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Reads one response, handing its header and payload to `on_event`
+    /// (a 1003 reason is collected here), and keeps the connection only if
+    /// the server promised to (version 2) and the response was whole.
+    fn receive<L>(
+        &mut self,
+        on_event: impl FnMut(Event<'_>) -> Result<(), ClientError<ConnError<C>, L>>,
+    ) -> Result<Status, ClientError<ConnError<C>, L>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(TransportError::Closed.into());
+        };
+        let result = receive(conn, self.buf, &mut self.decoder, &mut self.reason, on_event);
+        if !matches!(result, Ok(Received { reusable: true, .. })) {
+            self.conn = None;
+        }
+        result.map(|r| r.status)
+    }
+}
+
+fn receive<T: Read, L>(
+    conn: &mut T,
+    buf: &mut [u8],
+    decoder: &mut ResponseDecoder,
+    reason: &mut ServerReason,
+    mut on_event: impl FnMut(Event<'_>) -> Result<(), ClientError<T::Error, L>>,
+) -> Result<Received, ClientError<T::Error, L>> {
+    decoder.reset();
+    reason.clear();
+    let mut ended_early = false;
+    while !decoder.is_complete() {
+        let want = decoder.needed().min(buf.len());
+        let Some(window) = buf.get_mut(..want).filter(|w| !w.is_empty()) else { break };
+        let n = conn.read(window).map_err(TransportError::Io)?;
+        if n == 0 {
+            match decoder.finish()? {
+                ResponseEnd::Nothing => return Err(TransportError::Closed.into()),
+                ResponseEnd::Complete => {
+                    ended_early = true;
+                    break;
+                }
+            }
+        }
+        match decoder.feed(buf.get(..n).unwrap_or(&[]))? {
+            (_, Decoded::Header) => {
+                if let Some(h) = decoder.header() {
+                    on_event(Event::Header { status: h.status, size: h.size })?;
+                }
+            }
+            (_, Decoded::Payload(chunk)) => match decoder.header().map(|h| h.status) {
+                Some(Status::Error) => reason.extend(chunk),
+                _ => on_event(Event::Payload(chunk))?,
+            },
+            _ => {}
+        }
+    }
+    let header = decoder.header().ok_or(ProtocolError::Truncated)?;
+    if header.status == Status::Error {
+        return Err(ClientError::Server);
+    }
+    Ok(Received { status: header.status, reusable: header.version >= PROTOCOL_VERSION && !ended_early })
+}

@@ -1,0 +1,502 @@
+//! The request dispatcher: serves one connection's requests against a
+//! [`Store`] until the session ends, and reports each request's outcome.
+//!
+//! The dispatcher reads exactly the bytes each request still needs, so it
+//! never consumes the next request's bytes; payloads stream through the
+//! caller's buffer chunk by chunk. Each response's header and the start of
+//! its payload go out in one write, because some clients read the first
+//! block with a single `recv` and expect the header to be all there.
+
+use embedded_io::{Read, Write};
+
+use crate::codec::{Decoded, RequestDecoder, RequestEnd};
+use crate::error::{StoreError, TransportError};
+use crate::io::write_all;
+use crate::store::{Listing, Store};
+use crate::wire::{
+    BufferTooSmall, LEGACY_VERSION, MAX_FILE_SIZE, MAX_NAME_LEN, MAX_REASON_LEN, NameBuf, Op,
+    PROTOCOL_VERSION, RESPONSE_MAX_HEADER_LEN, Response, Status,
+};
+
+/// Smallest buffer a [`Dispatcher`] accepts: a response header with a name,
+/// plus one list entry.
+pub const DISPATCH_MIN_BUFFER_LEN: usize = RESPONSE_MAX_HEADER_LEN + MAX_NAME_LEN + 1;
+
+/// Reason sent when a backup is larger than [`Config::max_file_size`].
+pub const REASON_TOO_LARGE: &str = "file exceeds the server's size limit";
+
+/// Server settings the dispatcher enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Config {
+    /// Largest backup accepted; larger ones are refused before their payload.
+    pub max_file_size: u32,
+    /// Highest protocol version served; responses carry the lower of this
+    /// and the client's.
+    pub version: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { max_file_size: MAX_FILE_SIZE, version: PROTOCOL_VERSION }
+    }
+}
+
+/// What became of one request, for the server's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Outcome<'a> {
+    /// The requesting user (0 if the request was too short to tell).
+    pub user_id: u32,
+    /// The operation.
+    pub op: Op,
+    /// The file name, empty for list and for refused names.
+    pub name: &'a str,
+    /// The status sent, or `None` when no response could be sent.
+    pub status: Option<Status>,
+    /// Payload bytes received (backup) or sent (restore, list).
+    pub bytes: u64,
+    /// Why the request failed, if it did.
+    pub reason: Option<&'static str>,
+}
+
+/// Receives the dispatcher's per-request events. Closures taking an
+/// [`Outcome`] implement it.
+pub trait Observer {
+    /// The first byte of a request arrived.
+    fn request_started(&mut self) {}
+    /// A request was answered, or abandoned.
+    fn request_finished(&mut self, outcome: &Outcome<'_>);
+}
+
+impl<F: FnMut(&Outcome<'_>)> Observer for F {
+    fn request_finished(&mut self, outcome: &Outcome<'_>) {
+        self(outcome)
+    }
+}
+
+/// A transport that may send a stored file's bytes by itself, such as a
+/// socket using the kernel's zero-copy path. The provided method declines,
+/// and the dispatcher copies through its buffer instead; a transport with
+/// nothing better implements this trait with an empty body.
+pub trait SendFile<R>: Write {
+    /// Sends the next `len` bytes of `file`. `Ok(false)`: not supported here,
+    /// nothing was sent. A file that ends early is [`StoreError::Changed`].
+    fn send_file(&mut self, file: &mut R, len: u64) -> Result<bool, SendFileError<Self::Error>> {
+        let _ = (file, len);
+        Ok(false)
+    }
+}
+
+/// Why [`SendFile::send_file`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SendFileError<E> {
+    /// Writing to the peer failed.
+    Transport(E),
+    /// Reading the file failed.
+    Source(StoreError),
+}
+
+/// Why a session ended, and so what the caller does with the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum SessionEnd<E> {
+    /// The peer closed between requests or inside zero padding: close.
+    Closed,
+    /// A request started with op 0 (zero padding): drain, then close.
+    Padding,
+    /// A 1003 answered a request whose rest cannot be framed: drain, then close.
+    Refused,
+    /// The peer closed in the middle of a request: close.
+    Truncated,
+    /// The transport failed: close.
+    Transport(TransportError<E>),
+    /// A restore failed after part of it was sent; the response cannot be
+    /// completed, so the connection must be closed.
+    Aborted(StoreError),
+}
+
+impl<E> SessionEnd<E> {
+    /// Whether the peer may still be sending and must be drained with
+    /// [`drain`](crate::io::drain) before closing, so it can read our last
+    /// response instead of a reset.
+    pub fn should_drain(&self) -> bool {
+        matches!(self, SessionEnd::Padding | SessionEnd::Refused)
+    }
+}
+
+/// What a handler did: the status sent and whether the session goes on.
+struct Done<E> {
+    status: Option<Status>,
+    bytes: u64,
+    reason: Option<&'static str>,
+    end: Option<SessionEnd<E>>,
+}
+
+impl<E> Done<E> {
+    fn answered(status: Status, bytes: u64) -> Self {
+        Done { status: Some(status), bytes, reason: None, end: None }
+    }
+
+    fn lost(reason: &'static str, end: SessionEnd<E>) -> Self {
+        Done { status: None, bytes: 0, reason: Some(reason), end: Some(end) }
+    }
+}
+
+/// The request being served, copied out of the decoder.
+struct Current {
+    user: u32,
+    version: u8,
+    op: Op,
+    name: NameBuf,
+    size: u32,
+}
+
+/// Serves requests from one connection at a time against a [`Store`].
+pub struct Dispatcher<'b, S: Store> {
+    store: S,
+    buf: &'b mut [u8],
+    config: Config,
+    decoder: RequestDecoder,
+}
+
+impl<'b, S: Store> Dispatcher<'b, S> {
+    /// A dispatcher streaming through `buf`, which must hold at least
+    /// [`DISPATCH_MIN_BUFFER_LEN`] bytes; larger buffers mean fewer reads and
+    /// writes per payload.
+    pub fn new(store: S, buf: &'b mut [u8], config: Config) -> Result<Self, BufferTooSmall> {
+        if buf.len() < DISPATCH_MIN_BUFFER_LEN {
+            return Err(BufferTooSmall);
+        }
+        Ok(Dispatcher { store, buf, config, decoder: RequestDecoder::new() })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The store, mutably.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Gives the store back.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    /// Serves requests from `conn` until the session ends, and says how it
+    /// ended. The caller then closes the connection, after
+    /// [`drain`](crate::io::drain)ing it if [`SessionEnd::should_drain`].
+    pub fn serve<C, O>(&mut self, conn: &mut C, observer: &mut O) -> SessionEnd<C::Error>
+    where
+        C: Read + SendFile<S::Reader>,
+        O: Observer + ?Sized,
+    {
+        loop {
+            if let Some(end) = self.serve_one(conn, observer) {
+                return end;
+            }
+        }
+    }
+
+    /// Serves one request; `Some` when the session is over.
+    fn serve_one<C, O>(&mut self, conn: &mut C, observer: &mut O) -> Option<SessionEnd<C::Error>>
+    where
+        C: Read + SendFile<S::Reader>,
+        O: Observer + ?Sized,
+    {
+        self.decoder.reset();
+        let mut started = false;
+        loop {
+            let want = self.decoder.needed().min(self.buf.len());
+            if want == 0 {
+                break;
+            }
+            let window = self.buf.get_mut(..want)?;
+            let n = match conn.read(window) {
+                Ok(0) => {
+                    return Some(match self.decoder.finish() {
+                        RequestEnd::Clean => SessionEnd::Closed,
+                        RequestEnd::Truncated => {
+                            self.report_unparsed(observer, None, "connection closed mid-request");
+                            SessionEnd::Truncated
+                        }
+                    });
+                }
+                Ok(n) => n,
+                Err(e) => return Some(SessionEnd::Transport(TransportError::Io(e))),
+            };
+            if !started {
+                observer.request_started();
+                started = true;
+            }
+            let input = self.buf.get(..n).unwrap_or(&[]);
+            match self.decoder.feed(input) {
+                Ok((_, Decoded::Header)) => break,
+                Ok((_, Decoded::EndOfSession)) => return Some(SessionEnd::Padding),
+                Ok((_, Decoded::Partial | Decoded::Payload(_))) => {}
+                Err(e) => {
+                    let version = self.decoder.view().version().clamp(LEGACY_VERSION, self.config.version);
+                    let sent = self.respond_error(conn, version, e.reason());
+                    self.report_unparsed(observer, sent.then_some(Status::Error), e.reason());
+                    return Some(SessionEnd::Refused);
+                }
+            }
+        }
+        let req = {
+            let header = self.decoder.header()?;
+            Current {
+                user: header.user_id,
+                version: header.version.min(self.config.version),
+                op: header.op,
+                name: NameBuf::from_str(header.name)?,
+                size: header.size,
+            }
+        };
+        let done = match req.op {
+            Op::Backup => self.backup(conn, &req),
+            Op::Restore => self.restore(conn, &req),
+            Op::Delete => self.delete(conn, &req),
+            Op::List => self.list(conn, &req),
+            // The decoder refuses unknown ops before the header completes.
+            Op::Unknown(_) => Done::lost("unknown op", SessionEnd::Refused),
+        };
+        observer.request_finished(&Outcome {
+            user_id: req.user,
+            op: req.op,
+            name: req.name.as_str(),
+            status: done.status,
+            bytes: done.bytes,
+            reason: done.reason,
+        });
+        done.end
+    }
+
+    fn report_unparsed<O: Observer + ?Sized>(
+        &self,
+        observer: &mut O,
+        status: Option<Status>,
+        reason: &'static str,
+    ) {
+        let view = self.decoder.view();
+        observer.request_finished(&Outcome {
+            user_id: view.user_id(),
+            op: view.op(),
+            name: "",
+            status,
+            bytes: 0,
+            reason: Some(reason),
+        });
+    }
+
+    fn backup<C: Read + Write>(&mut self, conn: &mut C, req: &Current) -> Done<C::Error> {
+        if req.size > self.config.max_file_size {
+            return self.refuse(conn, req.version, REASON_TOO_LARGE);
+        }
+        let mut upload = match self.store.begin_upload(req.user, req.name.as_str(), req.size) {
+            Ok(upload) => upload,
+            Err(e) => return self.refuse(conn, req.version, e.reason()),
+        };
+        let mut received: u64 = 0;
+        while !self.decoder.is_complete() {
+            let want = self.decoder.needed().min(self.buf.len());
+            let Some(window) = self.buf.get_mut(..want) else { break };
+            let n = match conn.read(window) {
+                Ok(0) => {
+                    self.store.abort_upload(upload);
+                    return Done::lost("connection closed mid-upload", SessionEnd::Truncated);
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    self.store.abort_upload(upload);
+                    return Done::lost("connection failed mid-upload", SessionEnd::Transport(e.into()));
+                }
+            };
+            let chunk = match self.decoder.feed(self.buf.get(..n).unwrap_or(&[])) {
+                Ok((_, Decoded::Payload(chunk))) => chunk,
+                _ => &[],
+            };
+            if let Err(e) = self.store.write_upload(&mut upload, chunk) {
+                self.store.abort_upload(upload);
+                // The client is still sending: answer now, then drain.
+                return self.refuse(conn, req.version, e.reason());
+            }
+            received += chunk.len() as u64;
+        }
+        match self.store.commit_upload(upload) {
+            Ok(()) => self.respond(conn, req, Status::Done, received),
+            // The request was read whole, so the session can go on.
+            Err(e) => self.answer_error(conn, req.version, e.reason()),
+        }
+    }
+
+    fn restore<C: Read + SendFile<S::Reader>>(&mut self, conn: &mut C, req: &Current) -> Done<C::Error> {
+        let (mut reader, size) = match self.store.open(req.user, req.name.as_str()) {
+            Ok(opened) => opened,
+            Err(StoreError::NotFound) => return self.respond(conn, req, Status::NotFound, 0),
+            Err(e) => return self.answer_error(conn, req.version, e.reason()),
+        };
+        let header =
+            Response { version: req.version, status: Status::Restored, name: req.name.as_bytes(), size };
+        let Ok(header_len) = header.emit(self.buf) else {
+            return self.answer_error(conn, req.version, "internal buffer too small");
+        };
+        // The first chunk rides with the header; nothing is sent until it is
+        // read, so a failure here can still be answered with 1003.
+        let first_end = self.buf.len().min(header_len.saturating_add(size as usize));
+        let mut filled = header_len;
+        while filled < first_end {
+            let Some(window) = self.buf.get_mut(filled..first_end) else { break };
+            match self.store.read(&mut reader, window) {
+                Ok(0) => return self.answer_error(conn, req.version, StoreError::Changed.reason()),
+                Ok(n) => filled += n,
+                Err(e) => return self.answer_error(conn, req.version, e.reason()),
+            }
+        }
+        if let Err(e) = write_all(conn, self.buf.get(..filled).unwrap_or(&[])) {
+            return Done::lost("connection failed mid-restore", SessionEnd::Transport(e));
+        }
+        let mut sent = (filled - header_len) as u64;
+        let total = u64::from(size);
+        if sent < total {
+            match conn.send_file(&mut reader, total - sent) {
+                Ok(true) => sent = total,
+                Ok(false) => {}
+                Err(SendFileError::Transport(e)) => {
+                    return Done::lost("connection failed mid-restore", SessionEnd::Transport(e.into()));
+                }
+                Err(SendFileError::Source(e)) => return Done::lost(e.reason(), SessionEnd::Aborted(e)),
+            }
+        }
+        while sent < total {
+            let want = self.buf.len().min(usize::try_from(total - sent).unwrap_or(usize::MAX));
+            let Some(window) = self.buf.get_mut(..want) else { break };
+            let n = match self.store.read(&mut reader, window) {
+                Ok(0) => {
+                    return Done::lost(StoreError::Changed.reason(), SessionEnd::Aborted(StoreError::Changed));
+                }
+                Ok(n) => n,
+                Err(e) => return Done::lost(e.reason(), SessionEnd::Aborted(e)),
+            };
+            if let Err(e) = write_all(conn, self.buf.get(..n).unwrap_or(&[])) {
+                return Done::lost("connection failed mid-restore", SessionEnd::Transport(e));
+            }
+            sent += n as u64;
+        }
+        Done::answered(Status::Restored, sent)
+    }
+
+    fn delete<C: Write>(&mut self, conn: &mut C, req: &Current) -> Done<C::Error> {
+        match self.store.delete(req.user, req.name.as_str()) {
+            Ok(()) => self.respond(conn, req, Status::Done, 0),
+            Err(StoreError::NotFound) => self.respond(conn, req, Status::NotFound, 0),
+            Err(e) => self.answer_error(conn, req.version, e.reason()),
+        }
+    }
+
+    fn list<C: Write>(&mut self, conn: &mut C, req: &Current) -> Done<C::Error> {
+        let mut listing = match self.store.list(req.user) {
+            Ok(listing) => listing,
+            Err(e) => return answer_error(conn, self.buf, req.version, e.reason()),
+        };
+        let total = listing.payload_len();
+        if total == 0 {
+            drop(listing);
+            let empty = Current { name: NameBuf::new(), ..*req };
+            return self.respond(conn, &empty, Status::NoFiles, 0);
+        }
+        let Ok(size) = u32::try_from(total) else {
+            return answer_error(conn, self.buf, req.version, "too many files to list");
+        };
+        let header = Response { version: req.version, status: Status::Listed, name: b"", size };
+        let Ok(mut at) = header.emit(self.buf) else {
+            return answer_error(conn, self.buf, req.version, "internal buffer too small");
+        };
+        let mut written: u64 = 0;
+        while let Some(name) = listing.next_name() {
+            let entry_len = name.len() + 1;
+            written += entry_len as u64;
+            if written > total {
+                break;
+            }
+            if at + entry_len > self.buf.len() {
+                if let Err(e) = write_all(conn, self.buf.get(..at).unwrap_or(&[])) {
+                    return Done::lost("connection failed mid-list", SessionEnd::Transport(e));
+                }
+                at = 0;
+            }
+            if let Some(dst) = self.buf.get_mut(at..at + entry_len) {
+                let (text, newline) = dst.split_at_mut(name.len());
+                text.copy_from_slice(name.as_bytes());
+                newline.fill(b'\n');
+            }
+            at += entry_len;
+        }
+        if let Err(e) = write_all(conn, self.buf.get(..at).unwrap_or(&[])) {
+            return Done::lost("connection failed mid-list", SessionEnd::Transport(e));
+        }
+        if written != total {
+            // The store's snapshot disagreed with its own length: the
+            // response cannot be framed, so the connection must go.
+            return Done::lost(StoreError::Changed.reason(), SessionEnd::Aborted(StoreError::Changed));
+        }
+        Done::answered(Status::Listed, total)
+    }
+
+    /// Sends a payload-less response naming the request's file.
+    fn respond<C: Write>(
+        &mut self,
+        conn: &mut C,
+        req: &Current,
+        status: Status,
+        bytes: u64,
+    ) -> Done<C::Error> {
+        let response = Response { version: req.version, status, name: req.name.as_bytes(), size: 0 };
+        let sent = response
+            .emit(self.buf)
+            .map_err(|_| TransportError::WriteZero)
+            .and_then(|n| write_all(conn, self.buf.get(..n).unwrap_or(&[])));
+        match sent {
+            Ok(()) => Done::answered(status, bytes),
+            Err(e) => Done::lost("connection failed", SessionEnd::Transport(e)),
+        }
+    }
+
+    /// Answers 1003 and keeps the session: the request was read whole.
+    fn answer_error<C: Write>(&mut self, conn: &mut C, version: u8, reason: &'static str) -> Done<C::Error> {
+        answer_error(conn, self.buf, version, reason)
+    }
+
+    /// Answers 1003 and ends the session: what follows cannot be framed.
+    fn refuse<C: Write>(&mut self, conn: &mut C, version: u8, reason: &'static str) -> Done<C::Error> {
+        let mut done = answer_error(conn, self.buf, version, reason);
+        done.end.get_or_insert(SessionEnd::Refused);
+        done
+    }
+
+    fn respond_error<C: Write>(&mut self, conn: &mut C, version: u8, reason: &'static str) -> bool {
+        answer_error(conn, self.buf, version, reason).status.is_some()
+    }
+}
+
+/// Sends 1003 with `reason` as its payload, header and reason in one write.
+fn answer_error<C: Write>(conn: &mut C, buf: &mut [u8], version: u8, reason: &'static str) -> Done<C::Error> {
+    let bytes = reason.as_bytes();
+    let payload = bytes.get(..bytes.len().min(MAX_REASON_LEN)).unwrap_or(&[]);
+    let response = Response { version, status: Status::Error, name: b"", size: payload.len() as u32 };
+    let sent = response.emit(buf).map_err(|_| TransportError::WriteZero).and_then(|n| {
+        let end = n + payload.len();
+        if let Some(dst) = buf.get_mut(n..end) {
+            dst.copy_from_slice(payload);
+        }
+        write_all(conn, buf.get(..end).unwrap_or(&[]))
+    });
+    match sent {
+        Ok(()) => Done { status: Some(Status::Error), bytes: 0, reason: Some(reason), end: None },
+        Err(e) => Done::lost("connection failed", SessionEnd::Transport(e)),
+    }
+}

@@ -1,0 +1,160 @@
+//! Error types, split by origin: what the peer sent ([`ProtocolError`]), the
+//! transport ([`TransportError`]) and local storage ([`StoreError`]).
+
+use crate::wire::NameError;
+
+/// The peer sent bytes that break the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The message ended before its header was complete.
+    Truncated,
+    /// A request with an op this side does not know.
+    UnknownOp(u8),
+    /// Version 0, which no peer speaks.
+    UnsupportedVersion(u8),
+    /// A `name_len` of 0 or over 255.
+    NameLength(u16),
+    /// A name that breaks the naming rules.
+    Name(NameError),
+    /// A response status that does not answer the request sent.
+    UnexpectedStatus(u16),
+    /// A list payload entry longer than a name can be, or not UTF-8.
+    BadListEntry,
+    /// A response payload the request cannot have (for example on 212).
+    UnexpectedPayload,
+    /// A restore's size differs from what the caller was told to expect.
+    SizeMismatch,
+}
+
+impl ProtocolError {
+    /// The reason sent in a 1003 response and shown to users.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            ProtocolError::Truncated => "message truncated",
+            ProtocolError::UnknownOp(_) => "unknown op",
+            ProtocolError::UnsupportedVersion(_) => "unsupported protocol version",
+            ProtocolError::NameLength(_) => "name length must be 1 to 255 bytes",
+            ProtocolError::Name(e) => e.reason(),
+            ProtocolError::UnexpectedStatus(_) => "unexpected response status",
+            ProtocolError::BadListEntry => "malformed list entry",
+            ProtocolError::UnexpectedPayload => "unexpected payload",
+            ProtocolError::SizeMismatch => "size mismatch",
+        }
+    }
+}
+
+impl From<NameError> for ProtocolError {
+    fn from(e: NameError) -> Self {
+        ProtocolError::Name(e)
+    }
+}
+
+impl core::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.reason())?;
+        match self {
+            ProtocolError::UnknownOp(op) => write!(f, " {op}"),
+            ProtocolError::UnsupportedVersion(v) => write!(f, " {v}"),
+            ProtocolError::NameLength(n) => write!(f, " (got {n})"),
+            ProtocolError::UnexpectedStatus(s) => write!(f, " {s}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl core::error::Error for ProtocolError {}
+
+/// The transport failed or ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum TransportError<E> {
+    /// The transport's own error.
+    Io(E),
+    /// The peer closed the connection where more bytes were due.
+    Closed,
+    /// A write accepted no bytes.
+    WriteZero,
+}
+
+impl<E> From<E> for TransportError<E> {
+    fn from(e: E) -> Self {
+        TransportError::Io(e)
+    }
+}
+
+impl<E: core::fmt::Debug> core::fmt::Display for TransportError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            TransportError::Io(e) => write!(f, "transport error: {e:?}"),
+            TransportError::Closed => f.write_str("connection closed by peer"),
+            TransportError::WriteZero => f.write_str("transport accepted no bytes"),
+        }
+    }
+}
+
+impl<E: core::fmt::Debug> core::error::Error for TransportError<E> {}
+
+/// Why a [`Store`](crate::store::Store) could not do what was asked. Each kind
+/// has a fixed reason for the 1003 response; stores log details themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No file of that name.
+    NotFound,
+    /// The user's quota would be exceeded.
+    QuotaExceeded,
+    /// The file is larger than this store accepts.
+    TooLarge,
+    /// The disk, or the RAM store, is full.
+    NoSpace,
+    /// The operating system refused access.
+    PermissionDenied,
+    /// The store cannot take another upload right now.
+    Busy,
+    /// The file changed size while it was read.
+    Changed,
+    /// Any other I/O failure.
+    Io,
+}
+
+impl StoreError {
+    /// The reason sent in a 1003 response.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            StoreError::NotFound => "no such file",
+            StoreError::QuotaExceeded => "over quota",
+            StoreError::TooLarge => "file too large",
+            StoreError::NoSpace => "server storage full",
+            StoreError::PermissionDenied => "permission denied on server storage",
+            StoreError::Busy => "server busy",
+            StoreError::Changed => "file changed while being read",
+            StoreError::Io => "server storage I/O error",
+        }
+    }
+}
+
+impl core::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl core::error::Error for StoreError {}
+
+impl embedded_io::Error for StoreError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        use embedded_io::ErrorKind;
+        match self {
+            StoreError::NotFound => ErrorKind::NotFound,
+            StoreError::PermissionDenied => ErrorKind::PermissionDenied,
+            StoreError::NoSpace => ErrorKind::OutOfMemory,
+            StoreError::TooLarge | StoreError::QuotaExceeded => ErrorKind::InvalidInput,
+            StoreError::Changed => ErrorKind::InvalidData,
+            StoreError::Busy | StoreError::Io => ErrorKind::Other,
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The wire format: field layout, limits, codes, name rules, and typed views
+//! with parsed representations of request and response headers.
+//!
+//! All integers are unsigned little-endian. See `PROTOCOL.md` for the tables
+//! and a hex example of every message form.
+
+mod bytes;
+mod codes;
+mod name;
+mod request;
+mod response;
+
+pub use codes::{Op, Status};
+pub(crate) use name::NameBuf;
+pub use name::{NameError, validate_name};
+pub use request::{Request, RequestView};
+pub use response::{Response, ResponseView};
+
+/// The highest protocol version this crate speaks. Version 2 is version 1
+/// plus the promise that the server keeps the connection open.
+pub const PROTOCOL_VERSION: u8 = 2;
+/// The first version of the protocol; servers answering it may close after every response.
+pub const LEGACY_VERSION: u8 = 1;
+
+/// Longest file name, in bytes.
+pub const MAX_NAME_LEN: usize = 255;
+/// Longest reason carried in a 1003 response payload, in bytes.
+pub const MAX_REASON_LEN: usize = 255;
+/// Largest file the protocol can carry (`size` is a u32).
+pub const MAX_FILE_SIZE: u32 = u32::MAX;
+/// Block size to which some existing peers pad every request and response.
+pub const LEGACY_BLOCK_LEN: usize = 1024;
+
+/// Bytes every request starts with: user id, version, op.
+pub const REQUEST_PREFIX_LEN: usize = 6;
+/// Longest request header (a backup with a 255-byte name), payload excluded.
+pub const REQUEST_MAX_HEADER_LEN: usize = REQUEST_PREFIX_LEN + 2 + MAX_NAME_LEN + 4;
+/// Shortest complete response header (empty name), payload excluded.
+pub const RESPONSE_MIN_HEADER_LEN: usize = 1 + 2 + 2 + 4;
+/// Longest response header (a 255-byte name), payload excluded.
+pub const RESPONSE_MAX_HEADER_LEN: usize = RESPONSE_MIN_HEADER_LEN + MAX_NAME_LEN;
+
+/// Byte offsets of every field, in one place. Fields after the name move with
+/// its length, so they are functions of it.
+mod field {
+    pub type Field = core::ops::Range<usize>;
+
+    pub const REQ_USER_ID: Field = 0..4;
+    pub const REQ_VERSION: usize = 4;
+    pub const REQ_OP: usize = 5;
+    pub const REQ_NAME_LEN: Field = 6..8;
+    pub const REQ_NAME: usize = 8;
+    pub const fn req_size(name_len: usize) -> Field {
+        REQ_NAME + name_len..REQ_NAME + name_len + 4
+    }
+
+    pub const RESP_VERSION: usize = 0;
+    pub const RESP_STATUS: Field = 1..3;
+    pub const RESP_NAME_LEN: Field = 3..5;
+    pub const RESP_NAME: usize = 5;
+    pub const fn resp_size(name_len: usize) -> Field {
+        RESP_NAME + name_len..RESP_NAME + name_len + 4
+    }
+}
+
+/// The caller's buffer cannot hold the header being written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BufferTooSmall;
+
+impl core::fmt::Display for BufferTooSmall {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("buffer too small for the header")
+    }
+}
+
+impl core::error::Error for BufferTooSmall {}

@@ -1,0 +1,163 @@
+//! File name rules, shared by every client and server so both sides agree.
+
+use super::MAX_NAME_LEN;
+
+/// Why a file name is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum NameError {
+    /// Zero bytes long.
+    Empty,
+    /// Longer than [`MAX_NAME_LEN`] bytes.
+    TooLong,
+    /// Not valid UTF-8.
+    NotUtf8,
+    /// Contains `/`.
+    Slash,
+    /// Contains `\`.
+    Backslash,
+    /// Contains a NUL byte.
+    Nul,
+    /// Contains another control character.
+    Control,
+    /// Is `.` or `..`.
+    DotOrDotDot,
+}
+
+impl NameError {
+    /// The reason sent in a 1003 response and shown to users.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            NameError::Empty => "name is empty",
+            NameError::TooLong => "name is longer than 255 bytes",
+            NameError::NotUtf8 => "name is not valid UTF-8",
+            NameError::Slash => "name contains '/'",
+            NameError::Backslash => "name contains '\\'",
+            NameError::Nul => "name contains a NUL byte",
+            NameError::Control => "name contains a control character",
+            NameError::DotOrDotDot => "name is '.' or '..'",
+        }
+    }
+}
+
+impl core::fmt::Display for NameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl core::error::Error for NameError {}
+
+/// Checks a file name against the protocol's rules and returns it as `&str`.
+///
+/// A valid name is 1 to 255 bytes of UTF-8 with no `/`, `\`, NUL or other
+/// control character, and is not `.` or `..`. Dot-files such as `.bashrc` are
+/// valid.
+pub fn validate_name(name: &[u8]) -> Result<&str, NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong);
+    }
+    let name = core::str::from_utf8(name).map_err(|_| NameError::NotUtf8)?;
+    for c in name.chars() {
+        match c {
+            '/' => return Err(NameError::Slash),
+            '\\' => return Err(NameError::Backslash),
+            '\0' => return Err(NameError::Nul),
+            c if c.is_control() => return Err(NameError::Control),
+            _ => {}
+        }
+    }
+    if name == "." || name == ".." {
+        return Err(NameError::DotOrDotDot);
+    }
+    Ok(name)
+}
+
+/// A name held by value, for callers that must keep it while the buffer it
+/// came from is reused.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NameBuf {
+    bytes: [u8; MAX_NAME_LEN],
+    len: usize,
+}
+
+impl NameBuf {
+    pub(crate) const fn new() -> Self {
+        NameBuf { bytes: [0; MAX_NAME_LEN], len: 0 }
+    }
+
+    /// Copies a name of at most 255 bytes; longer input is refused.
+    pub(crate) fn from_str(name: &str) -> Option<Self> {
+        let mut buf = Self::new();
+        buf.extend(name.as_bytes()).then_some(buf)
+    }
+
+    /// Appends bytes; false (and nothing appended) when they do not fit.
+    pub(crate) fn extend(&mut self, more: &[u8]) -> bool {
+        let end = self.len + more.len();
+        match self.bytes.get_mut(self.len..end) {
+            Some(dst) => {
+                dst.copy_from_slice(more);
+                self.len = end;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+
+    /// The name as text; empty if it is not UTF-8 (names held here were validated).
+    pub(crate) fn as_str(&self) -> &str {
+        core::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_names_dot_files_and_unicode_are_valid() {
+        for name in ["a", "report.pdf", ".bashrc", "...", "..a", "naïve café", "日本語"] {
+            assert_eq!(validate_name(name.as_bytes()), Ok(name));
+        }
+        assert!(validate_name(&[b'x'; 255]).is_ok());
+    }
+
+    #[test]
+    fn each_forbidden_name_gets_its_own_reason() {
+        let cases: [(&[u8], NameError); 12] = [
+            (b"", NameError::Empty),
+            (&[b'x'; 256], NameError::TooLong),
+            (b"\xff\xfe", NameError::NotUtf8),
+            (b"a/b", NameError::Slash),
+            (b"/etc/passwd", NameError::Slash),
+            (b"../x", NameError::Slash),
+            (b"a\\b", NameError::Backslash),
+            (b"a\0b", NameError::Nul),
+            (b"a\nb", NameError::Control),
+            (b"\x7f", NameError::Control),
+            (b".", NameError::DotOrDotDot),
+            (b"..", NameError::DotOrDotDot),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(validate_name(name), Err(expected), "{name:?}");
+        }
+        assert_eq!(NameError::Slash.reason(), "name contains '/'");
+    }
+}
