@@ -377,7 +377,10 @@ impl<'b, S: Store> Dispatcher<'b, S> {
             let Some(window) = self.buf.get_mut(..want) else { break };
             let n = match self.store.read(&mut reader, window) {
                 Ok(0) => {
-                    return Done::lost(StoreError::Changed.reason(), SessionEnd::Aborted(StoreError::Changed));
+                    return Done::lost(
+                        StoreError::Changed.reason(),
+                        SessionEnd::Aborted(StoreError::Changed),
+                    );
                 }
                 Ok(n) => n,
                 Err(e) => return Done::lost(e.reason(), SessionEnd::Aborted(e)),

@@ -85,9 +85,12 @@ struct Pipe {
     ready: Condvar,
 }
 
+/// Bytes a direction holds before writes block, like a socket buffer.
+const PIPE_CAPACITY: usize = 64 * 1024;
+
 /// One end of an in-memory duplex. Each read and write moves at most a
 /// pseudo-random 1..=`max_chunk` bytes, so every caller meets short reads
-/// and short writes.
+/// and short writes; a full direction blocks the writer.
 pub struct DuplexEnd {
     rx: Arc<Pipe>,
     tx: Arc<Pipe>,
@@ -156,6 +159,7 @@ impl Read for DuplexEnd {
         for (dst, src) in buf.iter_mut().zip(state.0.drain(..n)) {
             *dst = src;
         }
+        self.rx.ready.notify_all();
         Ok(n)
     }
 }
@@ -171,6 +175,9 @@ impl Write for DuplexEnd {
     fn write(&mut self, buf: &[u8]) -> Result<usize, Hangup> {
         let n = self.next_chunk().min(buf.len());
         let mut state = self.tx.state.lock().unwrap();
+        while state.0.len() >= PIPE_CAPACITY && !state.1 {
+            state = self.tx.ready.wait(state).unwrap();
+        }
         if state.1 {
             return Err(Hangup);
         }
