@@ -117,6 +117,9 @@ pub enum StoreError {
     Busy,
     /// The file changed size while it was read.
     Changed,
+    /// The name is taken by something that is not a regular file (a
+    /// directory or a symbolic link planted in the user's folder).
+    NotAFile,
     /// Any other I/O failure.
     Io,
 }
@@ -132,6 +135,7 @@ impl StoreError {
             StoreError::PermissionDenied => "permission denied on server storage",
             StoreError::Busy => "server busy",
             StoreError::Changed => "file changed while being read",
+            StoreError::NotAFile => "not a regular file",
             StoreError::Io => "server storage I/O error",
         }
     }
@@ -153,7 +157,7 @@ impl embedded_io::Error for StoreError {
             StoreError::PermissionDenied => ErrorKind::PermissionDenied,
             StoreError::NoSpace => ErrorKind::OutOfMemory,
             StoreError::TooLarge | StoreError::QuotaExceeded => ErrorKind::InvalidInput,
-            StoreError::Changed => ErrorKind::InvalidData,
+            StoreError::Changed | StoreError::NotAFile => ErrorKind::InvalidData,
             StoreError::Busy | StoreError::Io => ErrorKind::Other,
         }
     }

@@ -1,1 +1,117 @@
-fn main() {}
+//! `backup-server`: serves backups over TCP into a folder.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use backup_server::{DEFAULT_LISTEN, DEFAULT_ROOT, Server, ServerConfig};
+use bytesize::ByteSize;
+use clap::Parser;
+
+/// Backup server: stores each user's files under ROOT/<user id>/<name>.
+///
+/// Every backup is written to a temporary file, synced to disk and renamed
+/// into place before it is acknowledged, so an acknowledged backup survives a
+/// crash and an interrupted one leaves the previous version intact.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    after_help = "Examples:\n  backup-server\n  backup-server --listen '[::]:7373' --root /srv/backup --quota 10GiB"
+)]
+struct Args {
+    /// Address and port to listen on (IPv4 or [IPv6]).
+    #[arg(long, env = "BACKUP_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+
+    /// Folder to store files in; created (owner-only) if missing.
+    #[arg(long, env = "BACKUP_ROOT", default_value = DEFAULT_ROOT)]
+    root: PathBuf,
+
+    /// Connections served at once; further clients wait until one ends.
+    #[arg(long, env = "BACKUP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+
+    /// Largest file accepted, in bytes or with a unit (64MiB, 2GB).
+    /// Larger uploads are refused before their data is sent.
+    #[arg(long, env = "BACKUP_MAX_FILE_SIZE", default_value = "4294967295", value_parser = parse_file_size)]
+    max_file_size: u32,
+
+    /// Bytes each user may store in all (e.g. 10GiB); unlimited if unset.
+    #[arg(long, env = "BACKUP_QUOTA", value_parser = parse_size)]
+    quota: Option<u64>,
+
+    /// Seconds a connection may stay silent (or leave our data unread)
+    /// before it is closed. Applies between bytes, not to whole transfers.
+    #[arg(long, env = "BACKUP_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+
+    /// On Ctrl-C or SIGTERM, seconds that transfers in flight get to finish
+    /// before they are aborted.
+    #[arg(long, env = "BACKUP_SHUTDOWN_GRACE", default_value_t = 10)]
+    shutdown_grace: u64,
+
+    /// Log level: error, warn, info (one line per request), debug or trace.
+    #[arg(long, env = "BACKUP_LOG_LEVEL", default_value = "info")]
+    log_level: log::LevelFilter,
+
+    /// UNSAFE: acknowledge backups without syncing them to disk. A power
+    /// failure can then lose acknowledged backups. Only for benchmarks
+    /// against peers that do not sync either.
+    #[arg(long, env = "BACKUP_UNSAFE_NO_FSYNC")]
+    unsafe_no_fsync: bool,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<ByteSize>()
+        .map(|s| s.as_u64())
+        .map_err(|e| format!("{e} (try e.g. 1048576, 64MiB or 2GB)"))
+}
+
+fn parse_file_size(text: &str) -> Result<u32, String> {
+    let size = parse_size(text)?;
+    u32::try_from(size)
+        .map_err(|_| format!("{size} is over the protocol's limit of 4294967295 bytes (4 GiB - 1)"))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::new().filter_level(args.log_level).format_target(false).init();
+    let config = ServerConfig {
+        max_connections: args.max_connections as usize,
+        max_file_size: args.max_file_size,
+        quota: args.quota,
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        durable: !args.unsafe_no_fsync,
+        ..ServerConfig::new(args.listen, args.root)
+    };
+    let server = match Server::bind(config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("backup-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let handle = server.shutdown_handle();
+    if let Err(e) = ctrlc::set_handler(move || handle.shutdown()) {
+        eprintln!("backup-server: cannot handle Ctrl-C: {e}");
+        return ExitCode::FAILURE;
+    }
+    let addr = server.local_addr().map_or_else(|_| args.listen.to_string(), |a| a.to_string());
+    println!("backup-server listening on {addr}, storing in {}", server.root().display());
+    if args.unsafe_no_fsync {
+        println!("WARNING: --unsafe-no-fsync: acknowledged backups may be lost on power failure");
+    }
+    match server.run() {
+        Ok(()) => {
+            println!("backup-server stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("backup-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

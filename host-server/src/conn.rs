@@ -1,0 +1,116 @@
+//! A TCP connection as the core's transport: buffered reads with an idle
+//! timeout between bytes, unbuffered writes, and restores sent with the
+//! kernel's zero-copy path (`sendfile`, through `std::io::copy`).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+use backup_core::StoreError;
+use backup_core::dispatch::{SendFile, SendFileError};
+
+use crate::fs_store::FsReader;
+
+/// Read buffer: enough for many small requests per system call. Payload
+/// reads larger than this bypass it.
+const READ_BUF_LEN: usize = 16 * 1024;
+
+/// A served TCP connection.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    buf: Box<[u8]>,
+    pos: usize,
+    filled: usize,
+    idle_timeout: Duration,
+    deadline: Option<Instant>,
+}
+
+impl Conn {
+    /// Wraps an accepted stream. A read waiting longer than `idle_timeout` for
+    /// its next byte fails, and so does a write the peer does not take in time.
+    pub fn new(stream: TcpStream, idle_timeout: Duration) -> io::Result<Conn> {
+        stream.set_read_timeout(Some(idle_timeout))?;
+        stream.set_write_timeout(Some(idle_timeout))?;
+        // Responses go out whole in one write; do not let Nagle hold the last
+        // segment back waiting for the client's delayed ACK.
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: vec![0; READ_BUF_LEN].into_boxed_slice(),
+            pos: 0,
+            filled: 0,
+            idle_timeout,
+            deadline: None,
+        })
+    }
+
+    /// The stream, for shutting it down from another thread.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Reads fail once `deadline` has passed, however busy the peer is.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
+    }
+
+    /// Sends our FIN: nothing more will be written.
+    pub fn shutdown_write(&self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    fn arm_timeout(&self) -> io::Result<()> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.stream.set_read_timeout(Some(left.min(self.idle_timeout)))?;
+        }
+        Ok(())
+    }
+}
+
+impl embedded_io::ErrorType for Conn {
+    type Error = io::Error;
+}
+
+impl embedded_io::Read for Conn {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.filled {
+            self.arm_timeout()?;
+            if out.len() >= self.buf.len() {
+                return self.stream.read(out);
+            }
+            self.filled = self.stream.read(&mut self.buf)?;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.filled - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl embedded_io::Write for Conn {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.stream.write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SendFile<FsReader> for Conn {
+    fn send_file(&mut self, file: &mut FsReader, len: u64) -> Result<bool, SendFileError<io::Error>> {
+        // std::io::copy from a file to a socket uses sendfile(2) on Linux.
+        let sent =
+            io::copy(&mut (&file.file).take(len), &mut self.stream).map_err(SendFileError::Transport)?;
+        if sent < len {
+            return Err(SendFileError::Source(StoreError::Changed));
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,436 @@
+//! Durable filesystem storage: `ROOT/<user id>/<name>`.
+//!
+//! A backup is written to a new file in `ROOT/.tmp` (outside every user
+//! folder, so it can never be listed, restored or mistaken for a user's
+//! dot-file), `fdatasync`ed, renamed over the old version, and the user folder
+//! is `fsync`ed before the commit returns and 212 is sent. Every path below the
+//! root is walked `openat`-style with `O_NOFOLLOW`, so a symbolic link planted
+//! in the tree leads nowhere.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use backup_core::StoreError;
+use backup_core::store::{Listing, Store};
+use backup_core::wire::validate_name;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+/// Folder below the root that holds uploads in progress. User folders are
+/// named by decimal user ids, so it cannot collide with one.
+pub const TMP_DIR: &str = ".tmp";
+
+/// Owner-only permissions for folders, and for files.
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+
+/// How a [`FsStore`] behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// Bytes each user may store, if limited.
+    pub quota: Option<u64>,
+    /// `fsync` files and folders before acknowledging. Turning this off is
+    /// unsafe: an acknowledged backup can be lost on power failure. It exists
+    /// only to compare with peers that do not sync.
+    pub durable: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { quota: None, durable: true }
+    }
+}
+
+/// Bytes a user stores, and bytes reserved by uploads in progress.
+#[derive(Debug, Default, Clone, Copy)]
+struct Usage {
+    committed: u64,
+    reserved: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    root_dir: OwnedFd,
+    tmp_dir: OwnedFd,
+    options: StoreOptions,
+    /// Only kept when a quota is set; filled lazily by scanning a user's folder.
+    usage: Mutex<HashMap<u32, Usage>>,
+    next_tmp: AtomicU64,
+}
+
+/// Filesystem storage shared by every connection; cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    inner: Arc<Inner>,
+}
+
+/// An upload in progress: a temporary file that is removed unless committed.
+#[derive(Debug)]
+pub struct FsUpload {
+    file: File,
+    tmp_name: String,
+    user: u32,
+    name: String,
+    size: u32,
+    written: u64,
+    done: bool,
+    store: Arc<Inner>,
+}
+
+impl Drop for FsUpload {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Err(e) =
+                rustix::fs::unlinkat(&self.store.tmp_dir, self.tmp_name.as_str(), AtFlags::empty())
+            {
+                log::warn!("could not remove temporary file {}: {e}", self.tmp_name);
+            }
+            self.store.release(self.user, u64::from(self.size), None);
+        }
+    }
+}
+
+/// A stored file open for reading.
+#[derive(Debug)]
+pub struct FsReader {
+    /// The open file; the transport may send it with `sendfile`.
+    pub file: File,
+}
+
+/// A sorted snapshot of one user's names.
+#[derive(Debug, Default)]
+pub struct FsListing {
+    names: Vec<String>,
+    next: usize,
+    payload_len: u64,
+}
+
+impl Listing for FsListing {
+    fn payload_len(&self) -> u64 {
+        self.payload_len
+    }
+
+    fn next_name(&mut self) -> Option<&str> {
+        let name = self.names.get(self.next)?;
+        self.next += 1;
+        Some(name)
+    }
+}
+
+impl FsStore {
+    /// Opens (creating, owner-only) the storage root, and removes temporary
+    /// files that a previous run left behind.
+    pub fn open(root: &Path, options: StoreOptions) -> io::Result<FsStore> {
+        if !root.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(root)
+                .map_err(|e| with_path(e, "create storage folder", root))?;
+        }
+        let root = root.canonicalize().map_err(|e| with_path(e, "open storage folder", root))?;
+        let root_dir = rustix::fs::open(&root, dir_flags(), Mode::empty())
+            .map_err(|e| with_path(e.into(), "open storage folder", &root))?;
+        let tmp_dir = open_or_create_dir(&root_dir, TMP_DIR)
+            .map_err(|e| with_path(e.into(), "open temporary folder", &root.join(TMP_DIR)))?;
+        let store = FsStore {
+            inner: Arc::new(Inner {
+                root,
+                root_dir,
+                tmp_dir,
+                options,
+                usage: Mutex::new(HashMap::new()),
+                next_tmp: AtomicU64::new(0),
+            }),
+        };
+        let removed = store.remove_leftovers()?;
+        if removed > 0 {
+            log::info!("removed {removed} temporary files left by an interrupted run");
+        }
+        Ok(store)
+    }
+
+    /// The storage root.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    fn remove_leftovers(&self) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in rustix::fs::Dir::read_from(&self.inner.tmp_dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            rustix::fs::unlinkat(&self.inner.tmp_dir, entry.file_name(), AtFlags::empty())?;
+            removed += 1;
+        }
+        if removed > 0 {
+            rustix::fs::fsync(&self.inner.tmp_dir)?;
+        }
+        Ok(removed)
+    }
+}
+
+impl Inner {
+    /// The user's folder, opened without following links; `None` if absent.
+    fn user_dir(&self, user: u32) -> Result<Option<OwnedFd>, Errno> {
+        match rustix::fs::openat(&self.root_dir, user.to_string(), dir_flags(), Mode::empty()) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn user_dir_or_create(&self, user: u32) -> Result<OwnedFd, Errno> {
+        if let Some(dir) = self.user_dir(user)? {
+            return Ok(dir);
+        }
+        let dir = open_or_create_dir(&self.root_dir, &user.to_string())?;
+        if self.options.durable {
+            // The new folder's entry in the root must survive a crash too.
+            rustix::fs::fsync(&self.root_dir)?;
+        }
+        Ok(dir)
+    }
+
+    /// Size of a regular file in `dir`, `None` if there is none of that name.
+    fn file_size(dir: &OwnedFd, name: &str) -> Result<Option<u64>, StoreError> {
+        match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) if FileType::from_raw_mode(stat.st_mode).is_file() => Ok(Some(stat.st_size as u64)),
+            Ok(_) => Err(StoreError::NotAFile),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(store_error(e.into(), "stat", name)),
+        }
+    }
+
+    /// Reserves `size` bytes of the user's quota for an upload of `name`.
+    fn reserve(&self, user: u32, name: &str, size: u64) -> Result<(), StoreError> {
+        let Some(quota) = self.options.quota else { return Ok(()) };
+        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        let dir = self.user_dir(user).map_err(|e| store_error(e.into(), "open user folder", ""))?;
+        let entry = match usage.get(&user) {
+            Some(known) => *known,
+            None => {
+                let committed = match &dir {
+                    Some(dir) => scan(dir)?.iter().map(|(_, size)| size).sum(),
+                    None => 0,
+                };
+                Usage { committed, reserved: 0 }
+            }
+        };
+        let replaced = match &dir {
+            Some(dir) => Self::file_size(dir, name).unwrap_or(None).unwrap_or(0),
+            None => 0,
+        };
+        let after = entry.committed.saturating_sub(replaced) + entry.reserved + size;
+        if after > quota {
+            usage.insert(user, entry);
+            return Err(StoreError::QuotaExceeded);
+        }
+        usage.insert(user, Usage { reserved: entry.reserved + size, ..entry });
+        Ok(())
+    }
+
+    /// Ends a reservation; `stored` is `(new size, replaced size)` when the
+    /// upload became the file.
+    fn release(&self, user: u32, size: u64, stored: Option<(u64, u64)>) {
+        if self.options.quota.is_none() {
+            return;
+        }
+        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = usage.get_mut(&user) {
+            entry.reserved = entry.reserved.saturating_sub(size);
+            if let Some((new, old)) = stored {
+                entry.committed = entry.committed.saturating_sub(old) + new;
+            }
+        }
+    }
+
+    fn forget(&self, user: u32, size: u64) {
+        if self.options.quota.is_none() {
+            return;
+        }
+        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = usage.get_mut(&user) {
+            entry.committed = entry.committed.saturating_sub(size);
+        }
+    }
+}
+
+impl Store for FsStore {
+    type Upload = FsUpload;
+    type Reader = FsReader;
+    type Listing<'a> = FsListing;
+
+    fn begin_upload(&mut self, user: u32, name: &str, size: u32) -> Result<FsUpload, StoreError> {
+        let inner = &self.inner;
+        inner.reserve(user, name, u64::from(size))?;
+        let tmp_name =
+            format!("{}-{}-{user}", std::process::id(), inner.next_tmp.fetch_add(1, Ordering::Relaxed));
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(
+            &inner.tmp_dir,
+            tmp_name.as_str(),
+            flags,
+            Mode::from_raw_mode(FILE_MODE),
+        ) {
+            Ok(fd) => fd,
+            Err(e) => {
+                inner.release(user, u64::from(size), None);
+                return Err(store_error(e.into(), "create temporary file", &tmp_name));
+            }
+        };
+        let upload = FsUpload {
+            file: File::from(fd),
+            tmp_name,
+            user,
+            name: name.to_owned(),
+            size,
+            written: 0,
+            done: false,
+            store: inner.clone(),
+        };
+        // Claim the space now, so a full disk is refused before the payload.
+        match rustix::fs::fallocate(&upload.file, rustix::fs::FallocateFlags::empty(), 0, u64::from(size)) {
+            Ok(()) | Err(Errno::OPNOTSUPP) | Err(Errno::INVAL) => {}
+            Err(e) => return Err(store_error(e.into(), "reserve space for", name)),
+        }
+        Ok(upload)
+    }
+
+    fn write_upload(&mut self, upload: &mut FsUpload, chunk: &[u8]) -> Result<(), StoreError> {
+        if upload.written + chunk.len() as u64 > u64::from(upload.size) {
+            return Err(StoreError::TooLarge);
+        }
+        upload.file.write_all(chunk).map_err(|e| store_error(e, "write", &upload.name))?;
+        upload.written += chunk.len() as u64;
+        Ok(())
+    }
+
+    fn commit_upload(&mut self, mut upload: FsUpload) -> Result<(), StoreError> {
+        if upload.written != u64::from(upload.size) {
+            return Err(StoreError::Io);
+        }
+        let inner = &self.inner;
+        if inner.options.durable {
+            upload.file.sync_data().map_err(|e| store_error(e, "sync", &upload.name))?;
+        }
+        let dir = inner
+            .user_dir_or_create(upload.user)
+            .map_err(|e| store_error(e.into(), "open user folder", ""))?;
+        let replaced = Inner::file_size(&dir, &upload.name)?.unwrap_or(0);
+        rustix::fs::renameat(&inner.tmp_dir, upload.tmp_name.as_str(), &dir, upload.name.as_str())
+            .map_err(|e| store_error(e.into(), "rename into place", &upload.name))?;
+        upload.done = true;
+        inner.release(upload.user, u64::from(upload.size), Some((u64::from(upload.size), replaced)));
+        if inner.options.durable {
+            rustix::fs::fsync(&dir).map_err(|e| store_error(e.into(), "sync folder of", &upload.name))?;
+        }
+        Ok(())
+    }
+
+    fn abort_upload(&mut self, upload: FsUpload) {
+        drop(upload);
+    }
+
+    fn open(&mut self, user: u32, name: &str) -> Result<(FsReader, u32), StoreError> {
+        let dir = self.inner.user_dir(user).map_err(|e| store_error(e.into(), "open user folder", ""))?;
+        let dir = dir.ok_or(StoreError::NotFound)?;
+        let fd = rustix::fs::openat(
+            &dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| store_error(e.into(), "open", name))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| store_error(e.into(), "stat", name))?;
+        if !FileType::from_raw_mode(stat.st_mode).is_file() {
+            return Err(StoreError::NotAFile);
+        }
+        let size = u32::try_from(stat.st_size).map_err(|_| StoreError::TooLarge)?;
+        Ok((FsReader { file: File::from(fd) }, size))
+    }
+
+    fn read(&mut self, reader: &mut FsReader, buf: &mut [u8]) -> Result<usize, StoreError> {
+        reader.file.read(buf).map_err(|e| store_error(e, "read", ""))
+    }
+
+    fn delete(&mut self, user: u32, name: &str) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let dir = inner.user_dir(user).map_err(|e| store_error(e.into(), "open user folder", ""))?;
+        let dir = dir.ok_or(StoreError::NotFound)?;
+        let size = Inner::file_size(&dir, name)?.ok_or(StoreError::NotFound)?;
+        rustix::fs::unlinkat(&dir, name, AtFlags::empty())
+            .map_err(|e| store_error(e.into(), "delete", name))?;
+        inner.forget(user, size);
+        if inner.options.durable {
+            rustix::fs::fsync(&dir).map_err(|e| store_error(e.into(), "sync folder of", name))?;
+        }
+        Ok(())
+    }
+
+    fn list(&mut self, user: u32) -> Result<FsListing, StoreError> {
+        let dir = self.inner.user_dir(user).map_err(|e| store_error(e.into(), "open user folder", ""))?;
+        let Some(dir) = dir else { return Ok(FsListing::default()) };
+        let mut names: Vec<String> = scan(&dir)?.into_iter().map(|(name, _)| name).collect();
+        names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let payload_len = names.iter().map(|n| n.len() as u64 + 1).sum();
+        Ok(FsListing { names, next: 0, payload_len })
+    }
+}
+
+/// The regular files in a user folder whose names are valid, with sizes.
+/// Anything else (links, folders, files made by hand with odd names) is not
+/// a user's file and stays invisible.
+fn scan(dir: &OwnedFd) -> Result<Vec<(String, u64)>, StoreError> {
+    let entries = rustix::fs::Dir::read_from(dir).map_err(|e| store_error(e.into(), "list", ""))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| store_error(e.into(), "list", ""))?;
+        let Ok(name) = validate_name(entry.file_name().to_bytes()) else { continue };
+        if let Ok(Some(size)) = Inner::file_size(dir, name) {
+            files.push((name.to_owned(), size));
+        }
+    }
+    Ok(files)
+}
+
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+fn open_or_create_dir(parent: &OwnedFd, name: &str) -> Result<OwnedFd, Errno> {
+    match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(DIR_MODE)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(e),
+    }
+    rustix::fs::openat(parent, name, dir_flags(), Mode::empty())
+}
+
+/// Maps an I/O failure to the reason the client hears, and logs the detail
+/// the client does not need.
+fn store_error(e: io::Error, action: &str, name: &str) -> StoreError {
+    let kind = match Errno::from_io_error(&e) {
+        Some(Errno::NOENT) => return StoreError::NotFound,
+        Some(Errno::NOSPC | Errno::DQUOT) => StoreError::NoSpace,
+        Some(Errno::ACCESS | Errno::PERM | Errno::ROFS) => StoreError::PermissionDenied,
+        Some(Errno::LOOP | Errno::ISDIR | Errno::NOTDIR) => StoreError::NotAFile,
+        Some(Errno::FBIG) => StoreError::TooLarge,
+        _ => StoreError::Io,
+    };
+    log::warn!("storage: cannot {action} {name:?}: {e}");
+    kind
+}
+
+fn with_path(e: io::Error, action: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot {action} {}: {e}", path.display()))
+}

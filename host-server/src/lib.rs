@@ -1,0 +1,17 @@
+//! The backup server: the core's dispatcher, plus threads, sockets and a
+//! durable filesystem [`Store`](backup_core::Store).
+//!
+//! The binary (`backup-server`) parses the command line and runs a
+//! [`Server`]; tests and benchmarks run one in-process.
+
+pub mod conn;
+pub mod fs_store;
+pub mod server;
+
+pub use fs_store::{FsStore, StoreOptions};
+pub use server::{Server, ServerConfig, ShutdownHandle};
+
+/// Where the server listens when not told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7373";
+/// Where the server stores files when not told otherwise.
+pub const DEFAULT_ROOT: &str = "./backupsvr";

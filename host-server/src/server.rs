@@ -1,0 +1,378 @@
+//! The TCP server: an accept loop, a bounded pool of worker threads each
+//! serving one connection with the core's dispatcher, and a graceful shutdown.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use backup_core::dispatch::{Observer, Outcome};
+use backup_core::io::drain;
+use backup_core::wire::{MAX_FILE_SIZE, PROTOCOL_VERSION};
+use backup_core::{Config, Dispatcher, SessionEnd};
+
+use crate::conn::Conn;
+use crate::fs_store::{FsStore, StoreOptions};
+
+/// Buffer each connection streams payloads through. Memory per connection is
+/// this plus the read buffer, whatever the file size.
+const DISPATCH_BUF_LEN: usize = 128 * 1024;
+/// After a session ends early, what the server reads and discards so the
+/// client can still read our last response: at most this many bytes...
+const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
+/// ...for at most this long.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+/// Stack for worker threads: the dispatcher keeps its buffers on the heap.
+const WORKER_STACK: usize = 256 * 1024;
+
+/// What the server does, set from the command line.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Storage root.
+    pub root: PathBuf,
+    /// Connections served at once; more wait in the accept backlog.
+    pub max_connections: usize,
+    /// Largest file accepted.
+    pub max_file_size: u32,
+    /// Bytes each user may store.
+    pub quota: Option<u64>,
+    /// How long a connection may be silent (or not take our bytes).
+    pub idle_timeout: Duration,
+    /// On shutdown, how long transfers in flight may take to finish.
+    pub shutdown_grace: Duration,
+    /// Sync files and folders before acknowledging (unsafe to turn off).
+    pub durable: bool,
+}
+
+impl ServerConfig {
+    /// Defaults for everything but the address and root.
+    pub fn new(listen: SocketAddr, root: PathBuf) -> Self {
+        ServerConfig {
+            listen,
+            root,
+            max_connections: 1024,
+            max_file_size: MAX_FILE_SIZE,
+            quota: None,
+            idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
+            durable: true,
+        }
+    }
+}
+
+/// A connection being served, as the shutdown sees it.
+struct Entry {
+    stream: TcpStream,
+    busy: Arc<AtomicBool>,
+}
+
+/// State shared by the accept loop, the workers and shutdown handles.
+struct Shared {
+    stopping: AtomicBool,
+    wake: SocketAddr,
+    conns: Mutex<HashMap<u64, Entry>>,
+    active: Mutex<usize>,
+    changed: Condvar,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn active(&self) -> MutexGuard<'_, usize> {
+        self.active.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn conns(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn release_slot(&self) {
+        *self.active() -= 1;
+        self.changed.notify_all();
+    }
+}
+
+/// Stops a running server from another thread or a signal handler.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+}
+
+impl ShutdownHandle {
+    /// Stops accepting, lets transfers in flight finish for the grace time,
+    /// aborts the rest, and makes [`Server::run`] return.
+    pub fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.changed.notify_all();
+        // Wake the accept loop, which is blocked in accept().
+        let _ = TcpStream::connect_timeout(&self.shared.wake, Duration::from_secs(1));
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    store: FsStore,
+    config: ServerConfig,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Opens the storage root (removing temporary files left by a crash) and
+    /// binds the listening socket.
+    pub fn bind(config: ServerConfig) -> io::Result<Server> {
+        let store =
+            FsStore::open(&config.root, StoreOptions { quota: config.quota, durable: config.durable })?;
+        let listener = TcpListener::bind(config.listen)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen)))?;
+        let mut wake = listener.local_addr()?;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        let shared = Arc::new(Shared {
+            stopping: AtomicBool::new(false),
+            wake,
+            conns: Mutex::new(HashMap::new()),
+            active: Mutex::new(0),
+            changed: Condvar::new(),
+            next_id: AtomicU64::new(0),
+        });
+        Ok(Server { listener, store, config, shared })
+    }
+
+    /// The address actually bound (with the real port when asked for port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The storage root, absolute.
+    pub fn root(&self) -> &Path {
+        self.store.root()
+    }
+
+    /// A handle that stops this server.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle { shared: self.shared.clone() }
+    }
+
+    /// Serves until shut down.
+    pub fn run(self) -> io::Result<()> {
+        let mut pool = Pool::new();
+        while let Some(slot) = self.wait_for_slot() {
+            let (stream, peer) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    drop(slot);
+                    log::warn!("accept failed: {e}");
+                    // Out of file descriptors, typically: do not spin.
+                    thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            if self.shared.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            let store = self.store.clone();
+            let config = self.config.clone();
+            let shared = self.shared.clone();
+            pool.execute(Box::new(move || {
+                serve_connection(stream, peer, store, &config, &shared);
+                drop(slot);
+            }))?;
+        }
+        log::info!("shutting down: no new connections");
+        self.finish_connections();
+        drop(pool);
+        Ok(())
+    }
+
+    /// Blocks until fewer than `max_connections` are served; `None` when
+    /// stopping. Clients arriving meanwhile wait in the accept backlog.
+    fn wait_for_slot(&self) -> Option<Slot> {
+        let mut active = self.shared.active();
+        while *active >= self.config.max_connections.max(1) && !self.shared.stopping.load(Ordering::SeqCst) {
+            active = self.shared.changed.wait(active).unwrap_or_else(PoisonError::into_inner);
+        }
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        *active += 1;
+        Some(Slot(self.shared.clone()))
+    }
+
+    /// Closes idle connections at once and busy ones after the grace time,
+    /// then waits for their workers.
+    fn finish_connections(&self) {
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        let mut active = self.shared.active();
+        while *active > 0 {
+            let expired = Instant::now() >= deadline;
+            for entry in self.shared.conns().values() {
+                if expired || !entry.busy.load(Ordering::SeqCst) {
+                    let _ = entry.stream.shutdown(Shutdown::Both);
+                }
+            }
+            if expired && Instant::now() >= deadline + self.config.idle_timeout {
+                log::warn!("{} connections did not close; exiting anyway", *active);
+                return;
+            }
+            active = self
+                .shared
+                .changed
+                .wait_timeout(active, Duration::from_millis(50))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// One of the `max_connections` places; freed when dropped.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.release_slot();
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Worker threads, grown on demand and reused; the slots bound their number.
+struct Pool {
+    tx: Option<mpsc::Sender<Job>>,
+    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    idle: Arc<AtomicUsize>,
+}
+
+impl Pool {
+    fn new() -> Pool {
+        let (tx, rx) = mpsc::channel();
+        Pool { tx: Some(tx), rx: Arc::new(Mutex::new(rx)), idle: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    fn execute(&mut self, job: Job) -> io::Result<()> {
+        // Hand the job to an idle worker if one is reserved, else start one.
+        if self.idle.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            if let Some(tx) = &self.tx {
+                tx.send(job).map_err(|_| io::Error::other("worker pool closed"))?;
+            }
+            return Ok(());
+        }
+        let rx = self.rx.clone();
+        let idle = self.idle.clone();
+        thread::Builder::new().name("conn".into()).stack_size(WORKER_STACK).spawn(move || {
+            let mut job = job;
+            loop {
+                job();
+                idle.fetch_add(1, Ordering::SeqCst);
+                let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                match next {
+                    Ok(next) => job = next,
+                    Err(_) => return,
+                }
+            }
+        })?;
+        Ok(())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Idle workers see the channel close and exit.
+        self.tx = None;
+    }
+}
+
+/// Logs each request and tells the shutdown whether a transfer is in flight.
+struct RequestLog {
+    peer: SocketAddr,
+    busy: Arc<AtomicBool>,
+    started: Instant,
+}
+
+impl Observer for RequestLog {
+    fn request_started(&mut self) {
+        self.busy.store(true, Ordering::SeqCst);
+        self.started = Instant::now();
+    }
+
+    fn request_finished(&mut self, o: &Outcome<'_>) {
+        self.busy.store(false, Ordering::SeqCst);
+        let status = o.status.map_or_else(|| "-".to_string(), |s| s.code().to_string());
+        let reason = o.reason.map(|r| format!(" reason={r:?}")).unwrap_or_default();
+        log::info!(
+            "{} user={} op={} name={:?} status={status} bytes={} time={:.1?}{reason}",
+            self.peer,
+            o.user_id,
+            o.op.as_str(),
+            o.name,
+            o.bytes,
+            self.started.elapsed()
+        );
+    }
+}
+
+fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    store: FsStore,
+    config: &ServerConfig,
+    shared: &Shared,
+) {
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let busy = Arc::new(AtomicBool::new(false));
+    match stream.try_clone() {
+        Ok(clone) => {
+            shared.conns().insert(id, Entry { stream: clone, busy: busy.clone() });
+        }
+        Err(e) => {
+            log::warn!("{peer}: cannot track connection: {e}");
+            return;
+        }
+    }
+    if !shared.stopping.load(Ordering::SeqCst) {
+        if let Err(e) = serve(stream, peer, store, config, busy) {
+            log::warn!("{peer}: {e}");
+        }
+    }
+    shared.conns().remove(&id);
+}
+
+fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    store: FsStore,
+    config: &ServerConfig,
+    busy: Arc<AtomicBool>,
+) -> io::Result<()> {
+    let mut conn = Conn::new(stream, config.idle_timeout)?;
+    let mut buf = vec![0u8; DISPATCH_BUF_LEN];
+    let core_config = Config { max_file_size: config.max_file_size, version: PROTOCOL_VERSION };
+    let mut dispatcher = Dispatcher::new(store, &mut buf, core_config)
+        .map_err(|_| io::Error::other("dispatch buffer too small"))?;
+    let mut log = RequestLog { peer, busy, started: Instant::now() };
+    let end = dispatcher.serve(&mut conn, &mut log);
+    match &end {
+        SessionEnd::Transport(e) => log::debug!("{peer}: connection ended: {e}"),
+        SessionEnd::Aborted(e) => log::warn!("{peer}: restore aborted: {e}"),
+        other => log::debug!("{peer}: session ended: {other:?}"),
+    }
+    if end.should_drain() {
+        // Our last response is out; read what the client still sends so that
+        // closing does not reset the connection before it reads the response.
+        conn.shutdown_write();
+        conn.set_deadline(Instant::now() + DRAIN_TIME);
+        drop(dispatcher);
+        let drained = drain(&mut conn, &mut buf, DRAIN_LIMIT);
+        log::debug!("{peer}: drained: {drained:?}");
+    }
+    Ok(())
+}
