@@ -1,0 +1,148 @@
+//! Connection handling: idle timeouts, the bound on connections served at
+//! once, and the binary's start-up and graceful shutdown.
+
+mod support;
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use backup_server::fs_store::TMP_DIR;
+use support::*;
+
+#[test]
+fn an_idle_connection_is_closed_after_the_idle_timeout_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.idle_timeout = Duration::from_secs(1));
+    let mut idle = server.connect();
+    idle.write_all(&[1]).unwrap(); // one byte of a request, then silence
+    let mut busy = PlainClient::new(&server, 20);
+    for i in 0..5u8 {
+        assert_eq!(busy.call(BACKUP, b"f", Some(&[i; 100])).status, 212);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    idle.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let closed = matches!(idle.read(&mut [0; 1]), Ok(0)) || matches!(idle.read(&mut [0; 1]), Ok(0));
+    assert!(closed, "the idle connection was closed by the server");
+}
+
+#[test]
+fn clients_beyond_max_connections_wait_and_are_then_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.max_connections = 2);
+    let mut first = PlainClient::new(&server, 21);
+    let mut second = PlainClient::new(&server, 22);
+    assert_eq!(first.call(LIST, b"", None).status, 1002);
+    assert_eq!(second.call(LIST, b"", None).status, 1002);
+
+    let mut third = server.connect();
+    third.write_all(&request(23, LIST, b"", None)).unwrap();
+    third.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let err = third.read(&mut [0; 1]).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut), "not served yet: {err}");
+
+    drop(first);
+    third.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert_eq!(read_reply(&mut third).unwrap().status, 1002, "served once a slot is free");
+}
+
+/// The real binary, with its first stdout line (where it listens) parsed.
+struct Running {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+fn start_binary(root: &std::path::Path, extra: &[&str]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_backup-server"))
+        .args(["--listen", "127.0.0.1:0", "--root"])
+        .arg(root)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split_whitespace().nth(3).unwrap().trim_end_matches(',').parse().unwrap();
+    assert!(
+        line.contains(&root.canonicalize().unwrap().display().to_string()),
+        "says where it stores: {line}"
+    );
+    Running { child, addr }
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn sigterm_lets_a_transfer_in_flight_finish_then_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_binary(dir.path(), &["--shutdown-grace", "20"]);
+    let payload = pattern(200_000, 3);
+    let full = request(30, BACKUP, b"late", Some(&payload));
+    let mut uploading = std::net::TcpStream::connect(server.addr).unwrap();
+    uploading.write_all(&full[..1000]).unwrap();
+    let mut idle = std::net::TcpStream::connect(server.addr).unwrap();
+    idle.write_all(&request(30, LIST, b"", None)).unwrap();
+    assert_eq!(read_reply(&mut idle).unwrap().status, 1002);
+
+    std::thread::sleep(Duration::from_millis(200));
+    sigterm(&server.child);
+    // The idle connection is closed at once; the upload may finish.
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(idle.read(&mut [0; 1]).unwrap(), 0);
+    uploading.write_all(&full[1000..]).unwrap();
+    uploading.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(read_reply(&mut uploading).unwrap().status, 212);
+    drop(uploading);
+
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(std::fs::read(dir.path().join("30/late")).unwrap() == payload);
+}
+
+#[test]
+fn sigterm_aborts_transfers_that_outlast_the_grace_time_and_removes_their_temporary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_binary(dir.path(), &["--shutdown-grace", "1"]);
+    let mut uploading = std::net::TcpStream::connect(server.addr).unwrap();
+    uploading.write_all(&request(31, BACKUP, b"never", None)).unwrap();
+    uploading.write_all(&1_000_000u32.to_le_bytes()).unwrap();
+    uploading.write_all(&[0; 1000]).unwrap();
+    let tmp = dir.path().join(TMP_DIR);
+    eventually("the upload has started", || !dir_names(&tmp).is_empty());
+    sigterm(&server.child);
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(dir_names(&tmp), Vec::<String>::new());
+    assert!(!dir.path().join("31/never").exists());
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_backup-server")).arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--listen",
+        "--root",
+        "--max-connections",
+        "--max-file-size",
+        "--quota",
+        "--idle-timeout",
+        "--log-level",
+    ] {
+        assert!(help.contains(flag), "--help mentions {flag}");
+    }
+    assert!(help.contains("BACKUP_ROOT"), "--help names the environment variables");
+}
+
+#[test]
+fn a_bad_flag_value_exits_non_zero_with_a_message() {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_backup-server")).args(["--max-file-size", "5GiB"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("4294967295"), "says the limit: {err}");
+}

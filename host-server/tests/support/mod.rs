@@ -1,0 +1,185 @@
+//! A server on an ephemeral port with a temporary root, and a raw client
+//! written from the protocol tables alone (not the core's client), so the
+//! tests cross-check the implementation against the specification.
+#![allow(dead_code)]
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use backup_server::{Server, ServerConfig, ShutdownHandle};
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+    handle: ShutdownHandle,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server on 127.0.0.1 with an ephemeral port, storing in `root`.
+    pub fn start_in(root: &Path, customize: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), root.to_path_buf());
+        config.shutdown_grace = Duration::from_secs(2);
+        customize(&mut config);
+        let server = Server::bind(config).expect("server binds");
+        let addr = server.local_addr().unwrap();
+        let root = server.root().to_path_buf();
+        let handle = server.shutdown_handle();
+        let thread = Some(std::thread::spawn(move || server.run()));
+        TestServer { addr, root, handle, thread }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+    }
+
+    /// Stops the server and waits for it, as a Ctrl-C would.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.handle.shutdown();
+            thread.join().unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+pub const BACKUP: u8 = 100;
+pub const RESTORE: u8 = 200;
+pub const DELETE: u8 = 201;
+pub const LIST: u8 = 202;
+
+/// A request as the tables in PROTOCOL.md lay it out.
+pub fn request(user: u32, op: u8, name: &[u8], payload: Option<&[u8]>) -> Vec<u8> {
+    let mut bytes = user.to_le_bytes().to_vec();
+    bytes.push(2);
+    bytes.push(op);
+    if op != LIST {
+        bytes.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(name);
+    }
+    if let Some(payload) = payload {
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(payload);
+    }
+    bytes
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub version: u8,
+    pub status: u16,
+    pub name: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl Reply {
+    pub fn reason(&self) -> &str {
+        std::str::from_utf8(&self.payload).unwrap()
+    }
+}
+
+pub fn read_reply(stream: &mut TcpStream) -> io::Result<Reply> {
+    let mut head = [0u8; 5];
+    stream.read_exact(&mut head)?;
+    let name_len = u16::from_le_bytes([head[3], head[4]]) as usize;
+    let mut name = vec![0u8; name_len];
+    stream.read_exact(&mut name)?;
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size)?;
+    let mut payload = vec![0u8; u32::from_le_bytes(size) as usize];
+    stream.read_exact(&mut payload)?;
+    Ok(Reply { version: head[0], status: u16::from_le_bytes([head[1], head[2]]), name, payload })
+}
+
+/// A spec client on one connection: requests back to back, no padding.
+pub struct PlainClient {
+    pub stream: TcpStream,
+    pub user: u32,
+}
+
+impl PlainClient {
+    pub fn new(server: &TestServer, user: u32) -> Self {
+        PlainClient { stream: server.connect(), user }
+    }
+
+    pub fn call(&mut self, op: u8, name: &[u8], payload: Option<&[u8]>) -> Reply {
+        self.stream.write_all(&request(self.user, op, name, payload)).unwrap();
+        read_reply(&mut self.stream).unwrap()
+    }
+}
+
+/// A client like existing ones: a connection per request, the request padded
+/// with zeros to a multiple of 1024 bytes, a zero `size` after restore and
+/// delete, and `name_len` and `size` zero after list.
+pub struct PaddingClient {
+    pub addr: SocketAddr,
+    pub user: u32,
+}
+
+impl PaddingClient {
+    pub fn call(&mut self, op: u8, name: &[u8], payload: Option<&[u8]>) -> Reply {
+        let mut bytes = request(self.user, op, name, payload);
+        match op {
+            RESTORE | DELETE => bytes.extend_from_slice(&[0; 4]),
+            LIST => bytes.extend_from_slice(&[0; 6]),
+            _ => {}
+        }
+        bytes.resize(bytes.len().div_ceil(1024) * 1024, 0);
+        let mut stream = TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream.write_all(&bytes).unwrap();
+        let reply = read_reply(&mut stream).unwrap();
+        // The server sends nothing more and closes once we do.
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "nothing after the response: {rest:?}");
+        reply
+    }
+}
+
+/// Deterministic test data, different per seed.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Waits (bounded) until `check` holds, for effects of another thread.
+pub fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Names of the files in a folder, sorted.
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.unwrap().file_name().into_string().unwrap()).collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
