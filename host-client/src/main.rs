@@ -1,1 +1,175 @@
-fn main() {}
+//! `backup-client`: back files up to a backup-server, list, restore and delete them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use backup_client::address;
+use backup_client::commands::{self, Prepared, Session};
+use backup_client::failure::Failure;
+use backup_client::identity;
+use backup_client::progress::Mode;
+use backup_client::transport::TcpConnector;
+use backup_core::Client;
+use clap::{Parser, Subcommand};
+
+/// Transfers stream through this buffer; memory does not grow with file size.
+const BUFFER_LEN: usize = 256 * 1024;
+
+const EXAMPLES: &str = "\
+Examples:
+  backup-client backup notes.txt photo.jpg     back up two files under their names
+  backup-client backup ~/.bashrc --as bashrc   back up under another name
+  backup-client list                           one name per line
+  backup-client restore notes.txt -o /tmp/     restore into a folder
+  backup-client delete photo.jpg
+  backup-client --server 192.0.2.7:7373 list   talk to another server
+
+The server is --server, else the line in ./server.info (IP:port or IP port),
+else server.info next to this program, else 127.0.0.1:7373.
+
+Exit status: 0 success, 1 local problem, 2 usage, 3 no such file,
+4 no files stored, 5 refused by the server, 6 connection or protocol failure.";
+
+/// Back files up to a backup-server, list, restore and delete them.
+#[derive(Debug, Parser)]
+#[command(version, after_long_help = EXAMPLES)]
+struct Cli {
+    /// Server address: HOST:PORT, IPv4 or [IPv6]:PORT.
+    #[arg(long, global = true, env = "BACKUP_SERVER")]
+    server: Option<String>,
+
+    /// User id (1 to 4294967295); by default the one saved in
+    /// ~/.config/backup-client/user-id, created on first use.
+    #[arg(long, global = true, env = "BACKUP_USER", value_parser = clap::value_parser!(u32).range(1..))]
+    user: Option<u32>,
+
+    /// Seconds to wait for a connection or for the server's next bytes.
+    #[arg(long, global = true, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+
+    /// Print nothing but errors and requested output.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Back up files, each under its base name (replacing a stored file of
+    /// that name).
+    #[command(
+        after_long_help = "Examples:\n  backup-client backup a.txt b.txt\n  backup-client backup report-final-v3.pdf --as report.pdf"
+    )]
+    Backup {
+        /// Files to back up.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Store the (single) file under this name.
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<String>,
+    },
+    /// Restore a file. It is written to a temporary file and renamed when
+    /// complete, so a failed restore leaves nothing half-written.
+    #[command(
+        after_long_help = "Examples:\n  backup-client restore a.txt\n  backup-client restore a.txt -o old-a.txt --force"
+    )]
+    Restore {
+        /// Name of the stored file.
+        name: String,
+        /// Where to write it (a file, or a folder to put NAME in); default ./NAME.
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Replace an existing file at the destination.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete stored files.
+    #[command(after_long_help = "Example:\n  backup-client delete a.txt b.txt")]
+    Delete {
+        /// Names of the stored files.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// List stored files, one name per line.
+    #[command(after_long_help = "Example:\n  backup-client list | grep '\\.pdf$'")]
+    List,
+    /// The classic session: list, back up every file in backup.info, list,
+    /// restore the first as ./tmp, delete it, and check that it is gone.
+    #[command(after_long_help = "Example:\n  printf 'a.txt\\nb.txt\\n' > backup.info && backup-client run")]
+    Run {
+        /// The list of files: one path per line, '#' comments, paths relative to it.
+        #[arg(long, default_value = "backup.info")]
+        info: PathBuf,
+        /// Replace an existing ./tmp.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print your user id (creating one on first use).
+    Whoami,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("backup-client: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn user_id(flag: Option<u32>) -> Result<u32, Failure> {
+    if let Some(id) = flag {
+        return Ok(id);
+    }
+    let path = identity::id_path().ok_or_else(|| {
+        Failure::local("no HOME or XDG_CONFIG_HOME to keep your user id in; pass --user ID")
+    })?;
+    let (id, created) = identity::load_or_create(&path).map_err(Failure::local)?;
+    if created {
+        eprintln!(
+            "your user id is {id}; keep it to restore from another machine (saved in {})",
+            path.display()
+        );
+    }
+    Ok(id)
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    // Local checks first: a missing file or a file in the way is reported
+    // as such, before any configuration or network is involved.
+    let prepared = match &cli.command {
+        Command::Whoami => {
+            println!("{}", user_id(cli.user)?);
+            return Ok(());
+        }
+        Command::Backup { files, as_name } => commands::prepare_backup(files, as_name.as_deref())?,
+        Command::Restore { name, output, force } => {
+            commands::prepare_restore(name, output.as_deref(), *force)?
+        }
+        Command::Delete { names } => commands::prepare_delete(names)?,
+        Command::List => Prepared::List,
+        Command::Run { info, force } => commands::prepare_run(info, *force)?,
+    };
+    let user = user_id(cli.user)?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::local(format!("cannot read the current folder: {e}")))?;
+    let exe = std::env::current_exe().ok();
+    let server = address::resolve(cli.server.as_deref(), &cwd, exe.as_deref().and_then(|e| e.parent()))
+        .map_err(Failure::local)?;
+    let connector = TcpConnector { addrs: server.addrs.clone(), timeout: Duration::from_secs(cli.timeout) };
+    let mut buf = vec![0u8; BUFFER_LEN];
+    let client = Client::new(connector, user, &mut buf).map_err(|_| Failure::local("buffer too small"))?;
+    let mut session = Session {
+        client,
+        server: server.text,
+        user,
+        timeout_secs: cli.timeout,
+        mode: Mode::detect(cli.quiet),
+    };
+    commands::execute(&mut session, prepared)
+}

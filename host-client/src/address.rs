@@ -1,0 +1,98 @@
+//! Where the server is: `--server`, else `server.info` in the current folder,
+//! else next to the executable, else the server's default address.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+/// Used when nothing says otherwise: where `backup-server` listens by default.
+pub const DEFAULT_SERVER: &str = "127.0.0.1:7373";
+
+/// The name of the file that holds the server's address.
+pub const SERVER_INFO: &str = "server.info";
+
+/// A server address, resolved, with where it came from for messages.
+#[derive(Debug, Clone)]
+pub struct ServerAddress {
+    pub text: String,
+    pub addrs: Vec<SocketAddr>,
+    pub source: String,
+}
+
+/// Finds and resolves the server address.
+pub fn resolve(flag: Option<&str>, cwd: &Path, exe_dir: Option<&Path>) -> Result<ServerAddress, String> {
+    let (text, source) = match flag {
+        Some(text) => (text.trim().to_string(), "--server".to_string()),
+        None => match find_server_info(cwd, exe_dir) {
+            Some(path) => {
+                let content = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                (parse_server_info(&content, &path)?, path.display().to_string())
+            }
+            None => (DEFAULT_SERVER.to_string(), "the default".to_string()),
+        },
+    };
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve server address {text:?} (from {source}): {e}; expected HOST:PORT such as 127.0.0.1:7373 or [::1]:7373"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("server address {text:?} (from {source}) resolves to nothing"));
+    }
+    Ok(ServerAddress { text, addrs, source })
+}
+
+fn find_server_info(cwd: &Path, exe_dir: Option<&Path>) -> Option<PathBuf> {
+    [Some(cwd), exe_dir].into_iter().flatten().map(|dir| dir.join(SERVER_INFO)).find(|p| p.is_file())
+}
+
+/// Reads `IP:port` or `IP port` from the first non-blank line.
+pub fn parse_server_info(content: &str, path: &Path) -> Result<String, String> {
+    let line = content.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let expected = "expected one line of the form IP:port or IP port, for example 127.0.0.1:7373";
+    let bad = || format!("{}: cannot read the server address from {line:?}; {expected}", path.display());
+    let mut words = line.split_whitespace();
+    let text = match (words.next(), words.next(), words.next()) {
+        (Some(host), Some(port), None) => {
+            port.parse::<u16>().map_err(|_| bad())?;
+            if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        }
+        (Some(addr), None, None) => {
+            let (_, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+            port.parse::<u16>().map_err(|_| bad())?;
+            addr.to_string()
+        }
+        _ => return Err(bad()),
+    };
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(content: &str) -> Result<String, String> {
+        parse_server_info(content, Path::new("server.info"))
+    }
+
+    #[test]
+    fn server_info_takes_colon_or_space_forms_and_ipv6() {
+        assert_eq!(parse("127.0.0.1:7373\n").unwrap(), "127.0.0.1:7373");
+        assert_eq!(parse("  10.0.0.2 9000 \n").unwrap(), "10.0.0.2:9000");
+        assert_eq!(parse("\n[::1]:7373").unwrap(), "[::1]:7373");
+        assert_eq!(parse("::1 7373").unwrap(), "[::1]:7373");
+        assert_eq!(parse("backup.example 7373").unwrap(), "backup.example:7373");
+    }
+
+    #[test]
+    fn a_malformed_server_info_is_quoted_with_the_expected_form() {
+        for bad in ["", "localhost", "1.2.3.4:http", "1.2.3.4 70000", "a b c"] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains("IP:port or IP port"), "{err}");
+            assert!(err.contains(&format!("{:?}", bad.trim())), "{err}");
+        }
+    }
+}

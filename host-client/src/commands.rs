@@ -1,0 +1,289 @@
+//! The subcommands, on the core's client.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use backup_core::wire::{MAX_FILE_SIZE, validate_name};
+use backup_core::{Client, ClientError};
+
+use crate::failure::{Context, Failure};
+use crate::progress::{Mode, Progress, ProgressReader, ProgressWriter};
+use crate::transport::TcpConnector;
+
+/// What every command needs.
+pub struct Session<'b> {
+    pub client: Client<'b, TcpConnector>,
+    pub server: String,
+    pub user: u32,
+    pub timeout_secs: u64,
+    pub mode: Mode,
+}
+
+impl Session<'_> {
+    fn context(&self, doing: String) -> Context<'_> {
+        Context { doing, server: &self.server, user: self.user, timeout_secs: self.timeout_secs }
+    }
+
+    fn say(&self, line: std::fmt::Arguments<'_>) {
+        if self.mode != Mode::Quiet {
+            println!("{line}");
+        }
+    }
+
+    fn explain<L: std::fmt::Display + std::fmt::Debug>(
+        &self,
+        doing: String,
+        e: ClientError<std::io::Error, L>,
+    ) -> Failure {
+        self.context(doing).explain(e, self.client.server_reason())
+    }
+}
+
+/// A file to back up, checked before anything is sent.
+pub struct Planned {
+    path: PathBuf,
+    name: String,
+    size: u32,
+}
+
+fn plan(path: &Path, as_name: Option<&str>) -> Result<Planned, Failure> {
+    let name = match as_name {
+        Some(name) => name.to_string(),
+        None => path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| {
+                Failure::local(format!("{}: no usable file name; give one with --as NAME", path.display()))
+            })?
+            .to_string(),
+    };
+    validate_name(name.as_bytes()).map_err(|e| {
+        Failure::local(format!(
+            "cannot back up {} as {name:?}: {e}; choose another name with --as",
+            path.display()
+        ))
+    })?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Failure::local(format!("cannot back up {}: {e}; check the path", path.display())))?;
+    if !meta.is_file() {
+        return Err(Failure::local(format!("cannot back up {}: not a regular file", path.display())));
+    }
+    let size = u32::try_from(meta.len()).map_err(|_| {
+        Failure::local(format!(
+            "cannot back up {}: it is {} bytes, and the protocol carries at most {MAX_FILE_SIZE} bytes (4 GiB - 1)",
+            path.display(),
+            meta.len()
+        ))
+    })?;
+    Ok(Planned { path: path.to_path_buf(), name, size })
+}
+
+/// A command with its local checks done: files exist and fit, names are
+/// valid, nothing would be overwritten. Nothing has touched the network yet.
+pub enum Prepared {
+    Backup(Vec<Planned>),
+    Restore { name: String, target: PathBuf, force: bool },
+    Delete(Vec<String>),
+    List,
+    Run { planned: Vec<Planned>, force: bool },
+}
+
+/// Checks `backup FILE... [--as NAME]`: every file, before the first is sent.
+pub fn prepare_backup(files: &[PathBuf], as_name: Option<&str>) -> Result<Prepared, Failure> {
+    if as_name.is_some() && files.len() != 1 {
+        return Err(Failure::usage("--as NAME names one file; give exactly one FILE with it"));
+    }
+    Ok(Prepared::Backup(files.iter().map(|f| plan(f, as_name)).collect::<Result<_, _>>()?))
+}
+
+/// Checks `restore NAME [-o PATH] [--force]`.
+pub fn prepare_restore(name: &str, output: Option<&Path>, force: bool) -> Result<Prepared, Failure> {
+    let target = restore_target(name, output, force)?;
+    Ok(Prepared::Restore { name: name.to_string(), target, force })
+}
+
+/// Checks `delete NAME...`.
+pub fn prepare_delete(names: &[String]) -> Result<Prepared, Failure> {
+    for name in names {
+        validate_name(name.as_bytes()).map_err(|e| {
+            Failure::local(format!("cannot delete {name:?}: {e}; `backup-client list` shows the names"))
+        })?;
+    }
+    Ok(Prepared::Delete(names.to_vec()))
+}
+
+/// Checks `run`: reads backup.info and every file it lists, and ./tmp.
+pub fn prepare_run(info: &Path, force: bool) -> Result<Prepared, Failure> {
+    let paths = crate::backup_info::read(info).map_err(Failure::local)?;
+    let planned: Vec<Planned> = paths.iter().map(|p| plan(p, None)).collect::<Result<_, _>>()?;
+    if let Some(first) = planned.first() {
+        restore_target(&first.name, Some(Path::new(RUN_RESTORE_AS)), force)?;
+    }
+    Ok(Prepared::Run { planned, force })
+}
+
+/// Where `run` restores the first file, as the classic clients do.
+const RUN_RESTORE_AS: &str = "tmp";
+
+/// Runs a prepared command.
+pub fn execute(s: &mut Session<'_>, prepared: Prepared) -> Result<(), Failure> {
+    match prepared {
+        Prepared::Backup(planned) => planned.iter().try_for_each(|file| backup_one(s, file)),
+        Prepared::Restore { name, target, force } => restore_to(s, &name, &target, force).map(drop),
+        Prepared::Delete(names) => delete(s, &names),
+        Prepared::List => {
+            for name in list(s)? {
+                println!("{name}");
+            }
+            Ok(())
+        }
+        Prepared::Run { planned, force } => run(s, &planned, force),
+    }
+}
+
+fn backup_one(s: &mut Session<'_>, file: &Planned) -> Result<(), Failure> {
+    let doing = format!("backing up {}", file.path.display());
+    let handle = File::open(&file.path).map_err(|e| Failure::local(format!("{doing}: {e}")))?;
+    let progress = Progress::start(s.mode, &file.name, u64::from(file.size));
+    let mut source = ProgressReader { inner: handle, progress: &progress };
+    let result = s.client.backup(&file.name, file.size, &mut source);
+    progress.finish();
+    result.map_err(|e| s.explain(doing, e))?;
+    s.say(format_args!("backed up {} as {} ({} bytes)", file.path.display(), file.name, file.size));
+    Ok(())
+}
+
+/// Where a restore of `name` goes, refusing to replace a file without `force`.
+fn restore_target(name: &str, output: Option<&Path>, force: bool) -> Result<PathBuf, Failure> {
+    validate_name(name.as_bytes()).map_err(|e| {
+        Failure::local(format!("cannot restore {name:?}: {e}; `backup-client list` shows the names"))
+    })?;
+    let target = match output {
+        None => PathBuf::from(name),
+        Some(path) if path.is_dir() => path.join(name),
+        Some(path) => path.to_path_buf(),
+    };
+    if !force && std::fs::symlink_metadata(&target).is_ok() {
+        return Err(Failure::local(format!(
+            "{} already exists; pass --force to replace it, or -o to restore elsewhere",
+            target.display()
+        )));
+    }
+    Ok(target)
+}
+
+/// Restores into a temporary file beside `target`, renamed over it only once
+/// complete and synced; without `force`, never over an existing file.
+fn restore_to(s: &mut Session<'_>, name: &str, target: &Path, force: bool) -> Result<u32, Failure> {
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let doing = format!("restoring {name}");
+    let temp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| Failure::local(format!("{doing}: cannot write in {}: {e}", dir.display())))?;
+    let progress = Progress::start(s.mode, name, 0);
+    let mut sink = ProgressWriter { inner: temp.as_file(), progress: &progress };
+    let result = s.client.restore(name, &mut sink, |size| progress.set_total(u64::from(size)));
+    progress.finish();
+    // On failure the temporary file is removed and the target untouched.
+    let size = result.map_err(|e| s.explain(doing.clone(), e))?;
+    temp.as_file().sync_all().map_err(|e| Failure::local(format!("{doing}: {e}")))?;
+    let persisted = if force { temp.persist(target) } else { temp.persist_noclobber(target) };
+    persisted.map_err(|e| {
+        Failure::local(format!("{doing}: cannot move it to {}: {}", target.display(), e.error))
+    })?;
+    s.say(format_args!("restored {name} to {} ({size} bytes)", target.display()));
+    Ok(size)
+}
+
+/// `delete NAME...`.
+fn delete(s: &mut Session<'_>, names: &[String]) -> Result<(), Failure> {
+    for name in names {
+        s.client.delete(name).map_err(|e| s.explain(format!("deleting {name}"), e))?;
+        s.say(format_args!("deleted {name}"));
+    }
+    Ok(())
+}
+
+/// `list`: the names, in the server's order.
+fn list(s: &mut Session<'_>) -> Result<Vec<String>, Failure> {
+    let mut names = Vec::new();
+    s.client.list(|name| names.push(name.to_string())).map_err(|e| s.explain("listing".into(), e))?;
+    Ok(names)
+}
+
+/// `run`: the classic session of existing clients, a line per step: list,
+/// back up every file in `backup.info`, list, restore the first as `tmp`,
+/// delete it, and check that restoring it again finds nothing.
+fn run(s: &mut Session<'_>, planned: &[Planned], force: bool) -> Result<(), Failure> {
+    let Some(first) = planned.first().map(|p| p.name.clone()) else {
+        return Err(Failure::local("backup.info lists no files"));
+    };
+    let steps = planned.len() + 5;
+    let mut step = 0;
+    let mut next = || {
+        step += 1;
+        format!("[{step}/{steps}]")
+    };
+    let mode = std::mem::replace(&mut s.mode, Mode::Quiet);
+    let result = (|| {
+        show_list(s, &next())?;
+        for file in planned {
+            let n = next();
+            backup_one(s, file).map_err(|f| Failure { message: format!("{n} {}", f.message), ..f })?;
+            println!("{n} back up {} as {}: stored ({} bytes)", file.path.display(), file.name, file.size);
+        }
+        show_list(s, &next())?;
+        let n = next();
+        let size = restore_to(s, &first, Path::new(RUN_RESTORE_AS), force)
+            .map_err(|f| Failure { message: format!("{n} {}", f.message), ..f })?;
+        println!("{n} restore {first} as tmp: {size} bytes");
+        let n = next();
+        s.client.delete(&first).map_err(|e| s.explain(format!("{n} delete {first}"), e))?;
+        println!("{n} delete {first}: deleted");
+        let n = next();
+        match s.client.restore(&first, &mut Discard, |_| {}) {
+            Err(ClientError::NotFound) => {
+                println!("{n} restore {first} again: not found, as expected");
+                Ok(())
+            }
+            Ok(_) => Err(Failure {
+                code: crate::failure::code::SERVER,
+                message: format!("{n} restore {first} again: the server still has it after deleting it"),
+            }),
+            Err(e) => Err(s.explain(format!("{n} restore {first} again"), e)),
+        }
+    })();
+    s.mode = mode;
+    result
+}
+
+fn show_list(s: &mut Session<'_>, n: &str) -> Result<(), Failure> {
+    match list(s) {
+        Ok(names) => {
+            let files = if names.len() == 1 { "file" } else { "files" };
+            println!("{n} list: {} {files}: {}", names.len(), names.join(", "))
+        }
+        Err(f) if f.code == crate::failure::code::NO_FILES => println!("{n} list: no files yet"),
+        Err(f) => return Err(Failure { message: format!("{n} {}", f.message), ..f }),
+    }
+    Ok(())
+}
+
+/// Throws restored bytes away.
+struct Discard;
+
+impl embedded_io::ErrorType for Discard {
+    type Error = std::convert::Infallible;
+}
+
+impl embedded_io::Write for Discard {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}

@@ -1,0 +1,126 @@
+//! What went wrong, as a message that says what to try, and an exit code.
+
+use std::fmt::Display;
+use std::io;
+
+use backup_core::error::TransportError;
+use backup_core::{ClientError, ProtocolError};
+
+/// Exit codes, one per kind of failure, so scripts can tell them apart.
+pub mod code {
+    /// A local problem: a missing file, a file in the way, bad configuration.
+    pub const LOCAL: u8 = 1;
+    /// The command line was wrong (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The server has no file of that name.
+    pub const NOT_FOUND: u8 = 3;
+    /// The user has no files on the server.
+    pub const NO_FILES: u8 = 4;
+    /// The server refused, with a reason.
+    pub const SERVER: u8 = 5;
+    /// The connection failed, or the server broke the protocol.
+    pub const CONNECTION: u8 = 6;
+}
+
+/// A failed command.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn local(message: impl Into<String>) -> Failure {
+        Failure { code: code::LOCAL, message: message.into() }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure { code: code::USAGE, message: message.into() }
+    }
+}
+
+/// What a client call was doing, for messages.
+pub struct Context<'a> {
+    /// "backing up notes.txt", say.
+    pub doing: String,
+    pub server: &'a str,
+    pub user: u32,
+    pub timeout_secs: u64,
+}
+
+impl Context<'_> {
+    /// Explains a failed client call.
+    pub fn explain<L: Display + std::fmt::Debug>(
+        &self,
+        e: ClientError<io::Error, L>,
+        server_reason: &str,
+    ) -> Failure {
+        let doing = &self.doing;
+        let server = self.server;
+        let (code, message) = match e {
+            ClientError::NotFound => (
+                code::NOT_FOUND,
+                format!(
+                    "{doing}: no such file on {server} for user {}; `backup-client list` shows what is there",
+                    self.user
+                ),
+            ),
+            ClientError::NoFiles => (
+                code::NO_FILES,
+                format!(
+                    "no files stored on {server} for user {}; back one up with `backup-client backup FILE`",
+                    self.user
+                ),
+            ),
+            ClientError::Server => {
+                let reason = if server_reason.is_empty() { "no reason given" } else { server_reason };
+                (code::SERVER, format!("{doing}: the server refused: {reason}"))
+            }
+            ClientError::InvalidName(e) => (
+                code::LOCAL,
+                format!("{doing}: {e}; names are 1 to 255 bytes with no '/', '\\' or control characters"),
+            ),
+            ClientError::SourceEnded => {
+                (code::LOCAL, format!("{doing}: the file got shorter while it was read; try again"))
+            }
+            ClientError::SinkFull => (code::LOCAL, format!("{doing}: could not write the restored file")),
+            ClientError::Local(e) => (code::LOCAL, format!("{doing}: {e}")),
+            ClientError::Protocol(e) => (code::CONNECTION, self.protocol(e)),
+            ClientError::Transport(e) => (code::CONNECTION, self.transport(e)),
+            other => (code::CONNECTION, format!("{doing}: {other}")),
+        };
+        Failure { code, message }
+    }
+
+    fn protocol(&self, e: ProtocolError) -> String {
+        format!(
+            "{}: {} answered with something this client cannot read ({e}); is it a backup server?",
+            self.doing, self.server
+        )
+    }
+
+    fn transport(&self, e: TransportError<io::Error>) -> String {
+        let (doing, server) = (&self.doing, self.server);
+        match e {
+            TransportError::Io(e) => match e.kind() {
+                io::ErrorKind::ConnectionRefused => format!(
+                    "{doing}: cannot connect to {server}: connection refused; is backup-server running there? \
+                     Check --server or server.info"
+                ),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => format!(
+                    "{doing}: no answer from {server} within {} s; check the address, or allow longer with --timeout",
+                    self.timeout_secs
+                ),
+                _ => format!(
+                    "{doing}: connection to {server} failed: {e}; check that backup-server is running there"
+                ),
+            },
+            TransportError::Closed => {
+                format!(
+                    "{doing}: {server} closed the connection unexpectedly; see the server's log, then try again"
+                )
+            }
+            other => format!("{doing}: connection to {server} failed: {other}"),
+        }
+    }
+}

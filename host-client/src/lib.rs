@@ -1,0 +1,10 @@
+//! The backup command-line client: the core's client, plus sockets, files,
+//! progress bars and the command line.
+
+pub mod address;
+pub mod backup_info;
+pub mod commands;
+pub mod failure;
+pub mod identity;
+pub mod progress;
+pub mod transport;
