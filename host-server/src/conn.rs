@@ -1,6 +1,6 @@
 //! A TCP connection as the core's transport: buffered reads with an idle
 //! timeout between bytes, unbuffered writes, and restores sent with the
-//! kernel's zero-copy path (`sendfile`, through `std::io::copy`).
+//! kernel's zero-copy path (`sendfile`).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use backup_core::StoreError;
 use backup_core::dispatch::{SendFile, SendFileError};
+use rustix::io::Errno;
 
 use crate::fs_store::FsReader;
 
@@ -104,12 +105,21 @@ impl embedded_io::Write for Conn {
 }
 
 impl SendFile<FsReader> for Conn {
+    /// Sends the rest of a restore with sendfile(2): the kernel moves the
+    /// bytes from the page cache to the socket without copying them through
+    /// us. Falls back to the dispatcher's copy if the kernel refuses at once.
     fn send_file(&mut self, file: &mut FsReader, len: u64) -> Result<bool, SendFileError<io::Error>> {
-        // std::io::copy from a file to a socket uses sendfile(2) on Linux.
-        let sent =
-            io::copy(&mut (&file.file).take(len), &mut self.stream).map_err(SendFileError::Transport)?;
-        if sent < len {
-            return Err(SendFileError::Source(StoreError::Changed));
+        let mut left = len;
+        while left > 0 {
+            // The kernel moves at most about 2 GiB per call.
+            let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
+            match rustix::fs::sendfile(&self.stream, &file.file, None, chunk) {
+                Ok(0) => return Err(SendFileError::Source(StoreError::Changed)),
+                Ok(n) => left -= n as u64,
+                Err(Errno::INTR) => {}
+                Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) if left == len => return Ok(false),
+                Err(e) => return Err(SendFileError::Transport(e.into())),
+            }
         }
         Ok(true)
     }
