@@ -16,7 +16,7 @@ use crate::error::{ProtocolError, TransportError};
 use crate::io::{read_full, write_all};
 use crate::wire::{
     BufferTooSmall, MAX_REASON_LEN, NameBuf, NameError, Op, PROTOCOL_VERSION, REQUEST_MAX_HEADER_LEN,
-    Request, Status, validate_name,
+    Request, Status, check_name,
 };
 
 /// Smallest buffer a [`Client`] accepts: the longest request header.
@@ -200,7 +200,7 @@ impl<'b, C: Connect> Client<'b, C> {
         size: u32,
         source: &mut R,
     ) -> Result<(), ClientError<ConnError<C>, R::Error>> {
-        validate_name(name.as_bytes()).map_err(ClientError::InvalidName)?;
+        check_name(name).map_err(ClientError::InvalidName)?;
         let request =
             Request { user_id: self.user_id, version: PROTOCOL_VERSION, op: Op::Backup, name, size };
         let header_len = request.emit(self.buf).map_err(|_| ClientError::SinkFull)?;
@@ -249,7 +249,7 @@ impl<'b, C: Connect> Client<'b, C> {
             return Err(e);
         }
         let finished = failure.is_none() && sent == u64::from(size);
-        let received = self.receive(|_| Ok(()));
+        let received = self.receive(&mut |_| Ok(())).map_err(|f| f.into_client(None));
         if !finished {
             // The request was cut short: whatever the server answered, this
             // connection's framing is lost.
@@ -271,7 +271,7 @@ impl<'b, C: Connect> Client<'b, C> {
         sink: &mut W,
         on_size: impl FnOnce(u32),
     ) -> Result<u32, ClientError<ConnError<C>, W::Error>> {
-        validate_name(name.as_bytes()).map_err(ClientError::InvalidName)?;
+        check_name(name).map_err(ClientError::InvalidName)?;
         self.send(&Request {
             user_id: self.user_id,
             version: PROTOCOL_VERSION,
@@ -281,7 +281,8 @@ impl<'b, C: Connect> Client<'b, C> {
         })?;
         let mut on_size = Some(on_size);
         let mut size = 0;
-        let status = self.receive(|event| match event {
+        let mut local = None;
+        let received = self.receive(&mut |event| match event {
             Event::Header { status: Status::Restored, size: s } => {
                 size = s;
                 if let Some(f) = on_size.take() {
@@ -291,10 +292,14 @@ impl<'b, C: Connect> Client<'b, C> {
             }
             Event::Header { .. } => Ok(()),
             Event::Payload(chunk) => write_all(sink, chunk).map_err(|e| match e {
-                TransportError::Io(e) => ClientError::Local(e),
-                _ => ClientError::SinkFull,
+                TransportError::Io(e) => {
+                    local = Some(e);
+                    Stop::Local
+                }
+                _ => Stop::SinkFull,
             }),
-        })?;
+        });
+        let status = received.map_err(|f| f.into_client(local.take()))?;
         match status {
             Status::Restored => Ok(size),
             Status::NotFound => Err(ClientError::NotFound),
@@ -304,7 +309,7 @@ impl<'b, C: Connect> Client<'b, C> {
 
     /// Deletes `name`.
     pub fn delete(&mut self, name: &str) -> Result<(), ClientError<ConnError<C>>> {
-        validate_name(name.as_bytes()).map_err(ClientError::InvalidName)?;
+        check_name(name).map_err(ClientError::InvalidName)?;
         self.send(&Request {
             user_id: self.user_id,
             version: PROTOCOL_VERSION,
@@ -312,7 +317,7 @@ impl<'b, C: Connect> Client<'b, C> {
             name,
             size: 0,
         })?;
-        match self.receive(|_| Ok(()))? {
+        match self.receive(&mut |_| Ok(())).map_err(|f| f.into_client(None))? {
             Status::Done => Ok(()),
             Status::NotFound => Err(ClientError::NotFound),
             other => Err(ProtocolError::UnexpectedStatus(other.code()).into()),
@@ -321,8 +326,10 @@ impl<'b, C: Connect> Client<'b, C> {
 
     /// Lists the user's names, calling `each` once per name in the server's
     /// (sorted) order, and returns how many there were. Names are assembled
-    /// across reads, so they may be longer than any one read.
-    pub fn list(&mut self, mut each: impl FnMut(&str)) -> Result<usize, ClientError<ConnError<C>>> {
+    /// across reads, so they may be longer than any one read. They come as
+    /// bytes, as the server sent them: one name that is not UTF-8 does not
+    /// spoil the list, and a caller that only compares needs no UTF-8 code.
+    pub fn list(&mut self, mut each: impl FnMut(&[u8])) -> Result<usize, ClientError<ConnError<C>>> {
         self.send(&Request {
             user_id: self.user_id,
             version: PROTOCOL_VERSION,
@@ -332,17 +339,14 @@ impl<'b, C: Connect> Client<'b, C> {
         })?;
         let mut pending = NameBuf::new();
         let mut count = 0;
-        let mut emit = |pending: &mut NameBuf| -> Result<(), ClientError<ConnError<C>>> {
+        let mut emit = |pending: &mut NameBuf| {
             if !pending.is_empty() {
-                let name =
-                    core::str::from_utf8(pending.as_bytes()).map_err(|_| ProtocolError::BadListEntry)?;
-                each(name);
+                each(pending.as_bytes());
                 count += 1;
                 pending.clear();
             }
-            Ok(())
         };
-        let status = self.receive(|event| {
+        let received = self.receive(&mut |event| {
             let Event::Payload(chunk) = event else { return Ok(()) };
             for piece in chunk.split_inclusive(|&b| b == b'\n') {
                 let (text, ends) = match piece.split_last() {
@@ -352,15 +356,16 @@ impl<'b, C: Connect> Client<'b, C> {
                 // Some servers end the payload with a NUL; names never hold one.
                 let text = text.split(|&b| b == 0).next().unwrap_or(&[]);
                 if !pending.extend(text) {
-                    return Err(ProtocolError::BadListEntry.into());
+                    return Err(Stop::Protocol(ProtocolError::BadListEntry));
                 }
                 if ends {
-                    emit(&mut pending)?;
+                    emit(&mut pending);
                 }
             }
             Ok(())
-        })?;
-        emit(&mut pending)?;
+        });
+        let status = received.map_err(|f| f.into_client(None))?;
+        emit(&mut pending);
         match status {
             Status::Listed => Ok(count),
             Status::NoFiles => Err(ClientError::NoFiles),
@@ -393,12 +398,15 @@ impl<'b, C: Connect> Client<'b, C> {
     /// Reads one response, handing its header and payload to `on_event`
     /// (a 1003 reason is collected here), and keeps the connection only if
     /// the server promised to (version 2) and the response was whole.
-    fn receive<L>(
+    ///
+    /// `on_event` is a trait object so that one copy of the reading loop
+    /// serves every request: on a microcontroller each copy costs flash.
+    fn receive(
         &mut self,
-        on_event: impl FnMut(Event<'_>) -> Result<(), ClientError<ConnError<C>, L>>,
-    ) -> Result<Status, ClientError<ConnError<C>, L>> {
+        on_event: &mut dyn FnMut(Event<'_>) -> Result<(), Stop>,
+    ) -> Result<Status, Failed<ConnError<C>>> {
         let Some(conn) = self.conn.as_mut() else {
-            return Err(TransportError::Closed.into());
+            return Err(Failed::Transport(TransportError::Closed));
         };
         let result = receive(conn, self.buf, &mut self.decoder, &mut self.reason, on_event);
         if !matches!(result, Ok(Received { reusable: true, .. })) {
@@ -408,13 +416,54 @@ impl<'b, C: Connect> Client<'b, C> {
     }
 }
 
-fn receive<T: Read, L>(
+/// Why a response handler stopped reading.
+enum Stop {
+    /// The caller's sink failed; the caller kept its error.
+    Local,
+    SinkFull,
+    Protocol(ProtocolError),
+}
+
+/// How reading a response failed, before the caller's error type is known.
+enum Failed<E> {
+    Transport(TransportError<E>),
+    Protocol(ProtocolError),
+    Server,
+    Stopped(Stop),
+}
+
+impl<E> From<TransportError<E>> for Failed<E> {
+    fn from(e: TransportError<E>) -> Self {
+        Failed::Transport(e)
+    }
+}
+
+impl<E> From<ProtocolError> for Failed<E> {
+    fn from(e: ProtocolError) -> Self {
+        Failed::Protocol(e)
+    }
+}
+
+impl<E> Failed<E> {
+    /// The caller's error, with the local error its handler kept.
+    fn into_client<L>(self, local: Option<L>) -> ClientError<E, L> {
+        match self {
+            Failed::Transport(e) => ClientError::Transport(e),
+            Failed::Protocol(e) | Failed::Stopped(Stop::Protocol(e)) => ClientError::Protocol(e),
+            Failed::Server => ClientError::Server,
+            Failed::Stopped(Stop::Local) => local.map_or(ClientError::SinkFull, ClientError::Local),
+            Failed::Stopped(Stop::SinkFull) => ClientError::SinkFull,
+        }
+    }
+}
+
+fn receive<T: Read>(
     conn: &mut T,
     buf: &mut [u8],
     decoder: &mut ResponseDecoder,
     reason: &mut ServerReason,
-    mut on_event: impl FnMut(Event<'_>) -> Result<(), ClientError<T::Error, L>>,
-) -> Result<Received, ClientError<T::Error, L>> {
+    on_event: &mut dyn FnMut(Event<'_>) -> Result<(), Stop>,
+) -> Result<Received, Failed<T::Error>> {
     decoder.reset();
     reason.clear();
     let mut ended_early = false;
@@ -434,19 +483,19 @@ fn receive<T: Read, L>(
         match decoder.feed(buf.get(..n).unwrap_or(&[]))? {
             (_, Decoded::Header) => {
                 if let Some(h) = decoder.header() {
-                    on_event(Event::Header { status: h.status, size: h.size })?;
+                    on_event(Event::Header { status: h.status, size: h.size }).map_err(Failed::Stopped)?;
                 }
             }
             (_, Decoded::Payload(chunk)) => match decoder.header().map(|h| h.status) {
                 Some(Status::Error) => reason.extend(chunk),
-                _ => on_event(Event::Payload(chunk))?,
+                _ => on_event(Event::Payload(chunk)).map_err(Failed::Stopped)?,
             },
             _ => {}
         }
     }
     let header = decoder.header().ok_or(ProtocolError::Truncated)?;
     if header.status == Status::Error {
-        return Err(ClientError::Server);
+        return Err(Failed::Server);
     }
     Ok(Received { status: header.status, reusable: header.version >= PROTOCOL_VERSION && !ended_early })
 }

@@ -20,7 +20,7 @@ pub enum ProtocolError {
     Name(NameError),
     /// A response status that does not answer the request sent.
     UnexpectedStatus(u16),
-    /// A list payload entry longer than a name can be, or not UTF-8.
+    /// A list payload entry longer than a name can be.
     BadListEntry,
     /// A response payload the request cannot have (for example on 212).
     UnexpectedPayload,

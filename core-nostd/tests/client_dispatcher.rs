@@ -42,7 +42,7 @@ fn classic_sequence(size: usize, seed: u64) {
     client.backup("first.bin", first.len() as u32, &mut &first[..]).unwrap();
     client.backup("second.bin", second.len() as u32, &mut &second[..]).unwrap();
     let mut names = Vec::new();
-    assert_eq!(client.list(|n| names.push(n.to_string())), Ok(2));
+    assert_eq!(client.list(|n| names.push(String::from_utf8_lossy(n).into_owned())), Ok(2));
     assert_eq!(names, ["first.bin", "second.bin"]);
 
     let mut restored = Vec::new();

@@ -209,7 +209,9 @@ fn delete(s: &mut Session<'_>, names: &[String]) -> Result<(), Failure> {
 /// `list`: the names, in the server's order.
 fn list(s: &mut Session<'_>) -> Result<Vec<String>, Failure> {
     let mut names = Vec::new();
-    s.client.list(|name| names.push(name.to_string())).map_err(|e| s.explain("listing".into(), e))?;
+    s.client
+        .list(|name| names.push(String::from_utf8_lossy(name).into_owned()))
+        .map_err(|e| s.explain("listing".into(), e))?;
     Ok(names)
 }
 

@@ -12,7 +12,7 @@ mod response;
 
 pub use codes::{Op, Status};
 pub(crate) use name::NameBuf;
-pub use name::{NameError, validate_name};
+pub use name::{NameError, check_name, validate_name};
 pub use request::{Request, RequestView};
 pub use response::{Response, ResponseView};
 

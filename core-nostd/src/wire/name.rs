@@ -62,19 +62,36 @@ pub fn validate_name(name: &[u8]) -> Result<&str, NameError> {
         return Err(NameError::TooLong);
     }
     let name = core::str::from_utf8(name).map_err(|_| NameError::NotUtf8)?;
-    for c in name.chars() {
-        match c {
-            '/' => return Err(NameError::Slash),
-            '\\' => return Err(NameError::Backslash),
-            '\0' => return Err(NameError::Nul),
-            c if c.is_control() => return Err(NameError::Control),
+    check_name(name)?;
+    Ok(name)
+}
+
+/// The same rules for a name that is already text: what a client checks
+/// before sending (it needs no UTF-8 validation, which keeps it small).
+pub fn check_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong);
+    }
+    // Scanning bytes is enough on valid UTF-8: every forbidden character but
+    // the C1 controls is one byte, and those are exactly C2 80 to C2 9F.
+    let bytes = name.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'/' => return Err(NameError::Slash),
+            b'\\' => return Err(NameError::Backslash),
+            0 => return Err(NameError::Nul),
+            0x01..=0x1f | 0x7f => return Err(NameError::Control),
+            0xc2 if matches!(bytes.get(i + 1), Some(0x80..=0x9f)) => return Err(NameError::Control),
             _ => {}
         }
     }
     if name == "." || name == ".." {
         return Err(NameError::DotOrDotDot);
     }
-    Ok(name)
+    Ok(())
 }
 
 /// A name held by value, for callers that must keep it while the buffer it
@@ -159,5 +176,17 @@ mod tests {
             assert_eq!(validate_name(name), Err(expected), "{name:?}");
         }
         assert_eq!(NameError::Slash.reason(), "name contains '/'");
+    }
+
+    #[test]
+    fn the_byte_scan_agrees_with_unicode_control_characters() {
+        for c in ['\u{1}', '\u{1f}', '\u{7f}', '\u{80}', '\u{85}', '\u{9f}'] {
+            let name = std::format!("a{c}b");
+            assert_eq!(validate_name(name.as_bytes()), Err(NameError::Control), "{c:?}");
+        }
+        for c in ['\u{a0}', '\u{c2}', '\u{100}', '\u{2028}', '\u{1f600}'] {
+            let name = std::format!("a{c}b");
+            assert_eq!(validate_name(name.as_bytes()), Ok(name.as_str()), "{c:?}");
+        }
     }
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the firmware (release, without defmt) and a baseline without the
+# protocol client, prints flash, static RAM and the client's share of flash,
+# and fails when a budget is exceeded:
+#   whole firmware: at most 16 KiB flash, 4 KiB static RAM plus the transfer buffer
+#   the core's client: at most 4 KiB flash
+# Flash counts .vector_table + .text + .rodata; static RAM .data + .bss + .uninit.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+FLASH_BUDGET=$((16 * 1024))
+CLIENT_BUDGET=$((4 * 1024))
+TRANSFER_BUF=$(sed -n 's/^const TRANSFER_BUF_LEN: usize = \([0-9]*\);/\1/p' src/main.rs)
+RAM_BUDGET=$((4 * 1024 + TRANSFER_BUF))
+
+cargo build --release --locked --quiet
+cargo build --release --locked --quiet --features baseline --target-dir target/baseline
+
+sizes() {
+  arm-none-eabi-size -A "$1" | awk '
+    $1 == ".vector_table" || $1 == ".text" || $1 == ".rodata" { flash += $2 }
+    $1 == ".data" || $1 == ".bss" || $1 == ".uninit" { ram += $2 }
+    END { print flash + 0, ram + 0 }'
+}
+full=target/thumbv7m-none-eabi/release/firmware-client
+base=target/baseline/thumbv7m-none-eabi/release/firmware-client
+read -r flash ram < <(sizes "$full")
+read -r base_flash _ < <(sizes "$base")
+client=$((flash - base_flash))
+# The compiler's memory routines, which the baseline links too.
+memroutines() {
+  arm-none-eabi-nm -S "$1" | python3 -c '
+import re, sys
+print(sum(int(f[1], 16) for f in map(str.split, sys.stdin)
+          if len(f) == 4 and re.search(r"mem(cpy|set|clr|cmp|move)", f[3])))'
+}
+mem_full=$(memroutines "$full")
+
+status=0
+check() { # name value budget
+  local verdict=ok
+  if (($2 > $3)); then verdict="OVER BUDGET"; status=1; fi
+  printf '%-28s %7d bytes   budget %7d   %s\n' "$1" "$2" "$3" "$verdict"
+}
+echo "firmware-client (thumbv7m-none-eabi, release, no defmt):"
+check "flash" "$flash" "$FLASH_BUDGET"
+check "static RAM" "$ram" "$RAM_BUDGET"
+check "core client share of flash" "$client" "$CLIENT_BUDGET"
+echo "(static RAM includes the ${TRANSFER_BUF}-byte transfer buffer. The client share is the flash"
+echo " difference to a build that sends the same data without the client; both link the compiler's"
+echo " memory routines, ${mem_full} bytes here, which a build with nothing else to copy would not.)"
+exit $status

@@ -1,0 +1,201 @@
+//! Firmware for an LM3S6965 (Cortex-M3) that backs files up to a
+//! `backup-server` through its UART, which stands for a network module in
+//! transparent TCP mode. It runs the core's client unchanged, with no
+//! allocator: back up a 64 KiB log generated on the fly and a config blob,
+//! list them, restore each and check it as it streams in, delete one, check
+//! that it is gone; all on one connection. The exit status goes to the host
+//! through semihosting.
+
+#![no_std]
+#![no_main]
+// The baseline build leaves the client steps unused.
+#![cfg_attr(feature = "baseline", allow(dead_code))]
+
+mod content;
+mod report;
+mod uart;
+
+use cortex_m_rt::{ExceptionFrame, entry, exception};
+use cortex_m_semihosting::debug::{self, EXIT_FAILURE, EXIT_SUCCESS};
+#[cfg(feature = "defmt")]
+use defmt_semihosting as _;
+
+use content::Generated;
+
+/// The transfer buffer: payloads stream through it in chunks this size.
+const TRANSFER_BUF_LEN: usize = 1024;
+
+/// Logs with defmt when the feature is on; compiles to nothing otherwise,
+/// so the default build carries no formatting machinery.
+#[cfg(feature = "defmt")]
+macro_rules! log {
+    ($($arg:tt)*) => {
+        defmt::info!($($arg)*)
+    };
+}
+
+#[cfg(not(feature = "defmt"))]
+macro_rules! log {
+    ($($arg:tt)*) => {
+        ()
+    };
+}
+
+/// The step that failed, reported as the failure's number.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+enum Step {
+    Setup = 1,
+    BackupLog,
+    BackupConfig,
+    List,
+    RestoreLog,
+    RestoreConfig,
+    Delete,
+    RestoreDeleted,
+    Connection,
+}
+
+#[entry]
+fn main() -> ! {
+    let link = uart::Uart::init();
+    let result = match cortex_m::singleton!(: [u8; TRANSFER_BUF_LEN] = [0; TRANSFER_BUF_LEN]) {
+        Some(buf) => session(link, buf),
+        None => Err(Step::Setup),
+    };
+    let stack = report::stack_high_water_mark();
+    match result {
+        Ok(()) => {
+            say(&[b"stack high-water mark: "], stack, b" bytes");
+            log!("stack high-water mark: {=u32} bytes; all steps passed", stack);
+            say(&[b"firmware: all steps passed"], u32::MAX, b"");
+            debug::exit(EXIT_SUCCESS);
+        }
+        Err(step) => {
+            log!("failed at {}", step);
+            say(&[b"firmware: failed at step "], step as u32, b"");
+            debug::exit(EXIT_FAILURE);
+        }
+    }
+    halt()
+}
+
+/// A plain line to the host (`number` left out when `u32::MAX`). With
+/// defmt on, its frames own the output, so plain lines stay out of it.
+fn say(text: &[&[u8]], number: u32, tail: &[u8]) {
+    if cfg!(feature = "defmt") {
+        return;
+    }
+    let mut digits = [0u8; 10];
+    let number = if number == u32::MAX { &[][..] } else { report::decimal(number, &mut digits) };
+    let mut parts = [&[][..]; 4];
+    for (slot, part) in parts.iter_mut().zip(text.iter().copied().chain([number, tail])) {
+        *slot = part;
+    }
+    report::line(&parts);
+}
+
+#[cfg(not(feature = "baseline"))]
+fn session(_uart: uart::Uart, buf: &'static mut [u8]) -> Result<(), Step> {
+    use backup_core::{Client, ClientError};
+    use content::{CONFIG_NAME, Checker, LOG_NAME, USER_ID};
+
+    let mut client = Client::new(uart::UartLink, USER_ID, buf).map_err(|_| Step::Setup)?;
+
+    client.backup(LOG_NAME, content::LOG_LEN, &mut Generated::log()).map_err(|_| Step::BackupLog)?;
+    log!("backed up {=str}", LOG_NAME);
+    client
+        .backup(CONFIG_NAME, content::CONFIG_LEN, &mut Generated::config())
+        .map_err(|_| Step::BackupConfig)?;
+    log!("backed up {=str}", CONFIG_NAME);
+
+    // Other files of this user may exist from earlier runs; ours must be there.
+    let mut seen = 0u8;
+    client
+        .list(|name| {
+            if name == LOG_NAME.as_bytes() {
+                seen |= 1;
+            } else if name == CONFIG_NAME.as_bytes() {
+                seen |= 2;
+            }
+        })
+        .map_err(|_| Step::List)?;
+    if seen != 3 {
+        return Err(Step::List);
+    }
+
+    for (name, expected, step) in [
+        (LOG_NAME, Generated::log(), Step::RestoreLog),
+        (CONFIG_NAME, Generated::config(), Step::RestoreConfig),
+    ] {
+        let mut check = Checker::new();
+        let size = client.restore(name, &mut check, |_| {}).map_err(|_| step)?;
+        if size != expected.len() || check.count != size || check.hash.0 != expected.checksum() {
+            return Err(step);
+        }
+        log!("restored {=str}: {=u32} bytes, checksum ok", name, size);
+    }
+
+    client.delete(CONFIG_NAME).map_err(|_| Step::Delete)?;
+    match client.restore(CONFIG_NAME, &mut Checker::new(), |_| {}) {
+        Err(ClientError::NotFound) => log!("{=str} is gone, as expected", CONFIG_NAME),
+        _ => return Err(Step::RestoreDeleted),
+    }
+    // Version 2: the server kept the one connection open throughout.
+    if !client.is_connected() {
+        return Err(Step::Connection);
+    }
+    Ok(())
+}
+
+/// Without the client: the same data straight to the UART, so that the
+/// difference in flash between the two builds is what the client costs.
+/// Like any firmware that moves buffers, the baseline links the compiler's
+/// memory routines (memcpy, memset, memcmp); measure.sh reports their size
+/// separately, so the client's share is what it adds beyond them.
+#[cfg(feature = "baseline")]
+fn session(mut uart: uart::Uart, buf: &'static mut [u8]) -> Result<(), Step> {
+    use core::hint::black_box;
+    use embedded_io::{Read, Write};
+    let mut staging = [0u8; 64];
+    for mut file in [Generated::log(), Generated::config()] {
+        let mut check = content::Checker::new();
+        let expected = file.checksum();
+        loop {
+            let n = file.read(buf).map_err(|_| Step::Setup)?;
+            if n == 0 {
+                break;
+            }
+            let chunk = buf.get(..n).unwrap_or(&[]);
+            let k = black_box(n.min(staging.len()));
+            staging.get_mut(..k).unwrap_or(&mut []).copy_from_slice(chunk.get(..k).unwrap_or(&[]));
+            black_box(&mut staging).fill(black_box(0));
+            uart.write(chunk).map_err(|_| Step::Setup)?;
+            check.write(chunk).map_err(|_| Step::Setup)?;
+        }
+        if black_box(&staging[..]) == black_box(&buf[..64]) || check.hash.0 != expected {
+            return Err(Step::Setup);
+        }
+    }
+    Ok(())
+}
+
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    log!("panic");
+    debug::exit(EXIT_FAILURE);
+    halt()
+}
+
+#[exception]
+unsafe fn HardFault(_frame: &ExceptionFrame) -> ! {
+    debug::exit(EXIT_FAILURE);
+    halt()
+}
+
+/// Where execution ends if the host does not stop it (no debugger attached).
+fn halt() -> ! {
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
