@@ -10,6 +10,20 @@ use crate::failure::{Context, Failure};
 use crate::progress::{Mode, Progress, ProgressReader, ProgressWriter};
 use crate::transport::TcpConnector;
 
+/// A line on stdout. Output piped into a program that stops reading
+/// (`backup-client list | head -1`) must not crash the client, so write
+/// errors are ignored where `println!` would panic.
+pub fn out(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+macro_rules! out {
+    ($($arg:tt)*) => {
+        out(format_args!($($arg)*))
+    };
+}
+
 /// What every command needs.
 pub struct Session<'b> {
     pub client: Client<'b, TcpConnector>,
@@ -26,7 +40,7 @@ impl Session<'_> {
 
     fn say(&self, line: std::fmt::Arguments<'_>) {
         if self.mode != Mode::Quiet {
-            println!("{line}");
+            out(line);
         }
     }
 
@@ -133,7 +147,7 @@ pub fn execute(s: &mut Session<'_>, prepared: Prepared) -> Result<(), Failure> {
         Prepared::Delete(names) => delete(s, &names),
         Prepared::List => {
             for name in list(s)? {
-                println!("{name}");
+                out!("{name}");
             }
             Ok(())
         }
@@ -234,20 +248,20 @@ fn run(s: &mut Session<'_>, planned: &[Planned], force: bool) -> Result<(), Fail
         for file in planned {
             let n = next();
             backup_one(s, file).map_err(|f| Failure { message: format!("{n} {}", f.message), ..f })?;
-            println!("{n} back up {} as {}: stored ({} bytes)", file.path.display(), file.name, file.size);
+            out!("{n} back up {} as {}: stored ({} bytes)", file.path.display(), file.name, file.size);
         }
         show_list(s, &next())?;
         let n = next();
         let size = restore_to(s, &first, Path::new(RUN_RESTORE_AS), force)
             .map_err(|f| Failure { message: format!("{n} {}", f.message), ..f })?;
-        println!("{n} restore {first} as tmp: {size} bytes");
+        out!("{n} restore {first} as tmp: {size} bytes");
         let n = next();
         s.client.delete(&first).map_err(|e| s.explain(format!("{n} delete {first}"), e))?;
-        println!("{n} delete {first}: deleted");
+        out!("{n} delete {first}: deleted");
         let n = next();
         match s.client.restore(&first, &mut Discard, |_| {}) {
             Err(ClientError::NotFound) => {
-                println!("{n} restore {first} again: not found, as expected");
+                out!("{n} restore {first} again: not found, as expected");
                 Ok(())
             }
             Ok(_) => Err(Failure {
@@ -265,9 +279,9 @@ fn show_list(s: &mut Session<'_>, n: &str) -> Result<(), Failure> {
     match list(s) {
         Ok(names) => {
             let files = if names.len() == 1 { "file" } else { "files" };
-            println!("{n} list: {} {files}: {}", names.len(), names.join(", "))
+            out!("{n} list: {} {files}: {}", names.len(), names.join(", "))
         }
-        Err(f) if f.code == crate::failure::code::NO_FILES => println!("{n} list: no files yet"),
+        Err(f) if f.code == crate::failure::code::NO_FILES => out!("{n} list: no files yet"),
         Err(f) => return Err(Failure { message: format!("{n} {}", f.message), ..f }),
     }
     Ok(())

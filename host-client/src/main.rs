@@ -144,7 +144,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     // as such, before any configuration or network is involved.
     let prepared = match &cli.command {
         Command::Whoami => {
-            println!("{}", user_id(cli.user)?);
+            commands::out(format_args!("{}", user_id(cli.user)?));
             return Ok(());
         }
         Command::Backup { files, as_name } => commands::prepare_backup(files, as_name.as_deref())?,

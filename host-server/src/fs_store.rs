@@ -299,10 +299,14 @@ impl Store for FsStore {
             done: false,
             store: inner.clone(),
         };
-        // Claim the space now, so a full disk is refused before the payload.
-        match rustix::fs::fallocate(&upload.file, rustix::fs::FallocateFlags::empty(), 0, u64::from(size)) {
-            Ok(()) | Err(Errno::OPNOTSUPP) | Err(Errno::INVAL) => {}
-            Err(e) => return Err(store_error(e.into(), "reserve space for", name)),
+        // Refuse before the payload when the disk cannot hold it. (Checked,
+        // not reserved: reserving would let clients claim disk space with
+        // headers alone.)
+        if let Ok(fs) = rustix::fs::fstatvfs(&inner.tmp_dir) {
+            if u64::from(size) > fs.f_bavail.saturating_mul(fs.f_frsize) {
+                log::warn!("storage: {size} bytes for {name:?} do not fit on the disk");
+                return Err(StoreError::NoSpace);
+            }
         }
         Ok(upload)
     }

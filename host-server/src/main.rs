@@ -75,6 +75,27 @@ fn parse_file_size(text: &str) -> Result<u32, String> {
         .map_err(|_| format!("{size} is over the protocol's limit of 4294967295 bytes (4 GiB - 1)"))
 }
 
+/// Every connection is a file descriptor, and many systems start processes
+/// with a soft limit of 1024: raise it to the hard limit.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit { current: limit.maximum, ..limit };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            log::warn!("cannot raise the open file limit: {e}");
+        }
+    }
+}
+
+/// A line on stdout. A closed stdout (`backup-server | head -1`) must not
+/// stop a server, so write errors are ignored, unlike `println!`'s panic.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     env_logger::Builder::new().filter_level(args.log_level).format_target(false).init();
@@ -87,6 +108,7 @@ fn main() -> ExitCode {
         durable: !args.unsafe_no_fsync,
         ..ServerConfig::new(args.listen, args.root)
     };
+    raise_fd_limit();
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(e) => {
@@ -100,13 +122,13 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let addr = server.local_addr().map_or_else(|_| args.listen.to_string(), |a| a.to_string());
-    println!("backup-server listening on {addr}, storing in {}", server.root().display());
+    say(&format!("backup-server listening on {addr}, storing in {}", server.root().display()));
     if args.unsafe_no_fsync {
-        println!("WARNING: --unsafe-no-fsync: acknowledged backups may be lost on power failure");
+        say("WARNING: --unsafe-no-fsync: acknowledged backups may be lost on power failure");
     }
     match server.run() {
         Ok(()) => {
-            println!("backup-server stopped");
+            say("backup-server stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {

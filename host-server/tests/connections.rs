@@ -3,8 +3,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{ErrorKind, Read, Write};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use backup_server::fs_store::TMP_DIR;
@@ -46,29 +46,8 @@ fn clients_beyond_max_connections_wait_and_are_then_served() {
     assert_eq!(read_reply(&mut third).unwrap().status, 1002, "served once a slot is free");
 }
 
-/// The real binary, with its first stdout line (where it listens) parsed.
-struct Running {
-    child: Child,
-    addr: std::net::SocketAddr,
-}
-
-fn start_binary(root: &std::path::Path, extra: &[&str]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_backup-server"))
-        .args(["--listen", "127.0.0.1:0", "--root"])
-        .arg(root)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split_whitespace().nth(3).unwrap().trim_end_matches(',').parse().unwrap();
-    assert!(
-        line.contains(&root.canonicalize().unwrap().display().to_string()),
-        "says where it stores: {line}"
-    );
-    Running { child, addr }
+fn start_binary(root: &std::path::Path, extra: &[&str]) -> ChildServer {
+    ChildServer::start(root, extra)
 }
 
 fn sigterm(child: &Child) {

@@ -183,3 +183,113 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The real `backup-server` binary as a child process, so it can be killed,
+/// and its memory read from /proc.
+pub struct ChildServer {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl ChildServer {
+    /// Starts the binary on 127.0.0.1 with an ephemeral port, storing in `root`.
+    pub fn start(root: &Path, extra: &[&str]) -> ChildServer {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_backup-server"))
+            .args(["--listen", "127.0.0.1:0", "--log-level", "warn", "--root"])
+            .arg(root)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.split_whitespace().nth(3).unwrap().trim_end_matches(',').parse().unwrap();
+        assert!(
+            line.contains(&root.canonicalize().unwrap().display().to_string()),
+            "says where it stores: {line}"
+        );
+        ChildServer { child, addr }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// File contents that prove themselves: an 8-byte seed, then the pattern
+/// of that seed. Any restore can be checked for being one whole version.
+pub fn versioned(seed: u64, len: usize) -> Vec<u8> {
+    let mut bytes = seed.to_le_bytes().to_vec();
+    bytes.extend(pattern(len.saturating_sub(8), seed));
+    bytes
+}
+
+/// The seed of a whole version, or `None` for anything else.
+pub fn version_of(bytes: &[u8]) -> Option<u64> {
+    let seed = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    (bytes[8..] == pattern(bytes.len() - 8, seed)[..]).then_some(seed)
+}
+
+/// A small deterministic random source (xorshift64*), seeded per test.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Everything under `root` is a user folder of valid names or the empty
+/// temporary folder, and nothing was created beside `root`.
+pub fn assert_root_is_clean(root: &Path) {
+    for entry in std::fs::read_dir(root).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name == backup_server::fs_store::TMP_DIR {
+            assert_eq!(dir_names(&entry.path()), Vec::<String>::new(), "no temporary file is left");
+            continue;
+        }
+        assert!(name.parse::<u32>().is_ok(), "only user folders in the root: {name}");
+        assert!(entry.file_type().unwrap().is_dir());
+        for file in std::fs::read_dir(entry.path()).unwrap() {
+            let file = file.unwrap();
+            assert!(file.file_type().unwrap().is_file(), "only regular files: {:?}", file.path());
+            let fname = file.file_name();
+            assert!(backup_core::wire::validate_name(fname.as_encoded_bytes()).is_ok(), "{fname:?}");
+        }
+    }
+}
