@@ -96,7 +96,7 @@ fn plan(path: &Path, as_name: Option<&str>) -> Result<Planned, Failure> {
 /// valid, nothing would be overwritten. Nothing has touched the network yet.
 pub enum Prepared {
     Backup(Vec<Planned>),
-    Restore { name: String, target: PathBuf, force: bool },
+    Restore { files: Vec<(String, PathBuf)>, force: bool },
     Delete(Vec<String>),
     List,
     Run { planned: Vec<Planned>, force: bool },
@@ -110,10 +110,17 @@ pub fn prepare_backup(files: &[PathBuf], as_name: Option<&str>) -> Result<Prepar
     Ok(Prepared::Backup(files.iter().map(|f| plan(f, as_name)).collect::<Result<_, _>>()?))
 }
 
-/// Checks `restore NAME [-o PATH] [--force]`.
-pub fn prepare_restore(name: &str, output: Option<&Path>, force: bool) -> Result<Prepared, Failure> {
-    let target = restore_target(name, output, force)?;
-    Ok(Prepared::Restore { name: name.to_string(), target, force })
+/// Checks `restore NAME... [-o PATH] [--force]`: with several names, PATH
+/// must be a folder.
+pub fn prepare_restore(names: &[String], output: Option<&Path>, force: bool) -> Result<Prepared, Failure> {
+    if names.len() > 1 && output.is_some_and(|o| !o.is_dir()) {
+        return Err(Failure::usage("with several names, -o must be an existing folder"));
+    }
+    let files = names
+        .iter()
+        .map(|name| Ok((name.clone(), restore_target(name, output, force)?)))
+        .collect::<Result<_, Failure>>()?;
+    Ok(Prepared::Restore { files, force })
 }
 
 /// Checks `delete NAME...`.
@@ -143,7 +150,9 @@ const RUN_RESTORE_AS: &str = "tmp";
 pub fn execute(s: &mut Session<'_>, prepared: Prepared) -> Result<(), Failure> {
     match prepared {
         Prepared::Backup(planned) => planned.iter().try_for_each(|file| backup_one(s, file)),
-        Prepared::Restore { name, target, force } => restore_to(s, &name, &target, force).map(drop),
+        Prepared::Restore { files, force } => {
+            files.iter().try_for_each(|(name, target)| restore_to(s, name, target, force).map(drop))
+        }
         Prepared::Delete(names) => delete(s, &names),
         Prepared::List => {
             for name in list(s)? {

@@ -71,15 +71,16 @@ enum Command {
         #[arg(long = "as", value_name = "NAME")]
         as_name: Option<String>,
     },
-    /// Restore a file. It is written to a temporary file and renamed when
+    /// Restore files. Each is written to a temporary file and renamed when
     /// complete, so a failed restore leaves nothing half-written.
     #[command(
-        after_long_help = "Examples:\n  backup-client restore a.txt\n  backup-client restore a.txt -o old-a.txt --force"
+        after_long_help = "Examples:\n  backup-client restore a.txt\n  backup-client restore a.txt -o old-a.txt --force\n  backup-client restore a.txt b.txt -o restored/"
     )]
     Restore {
-        /// Name of the stored file.
-        name: String,
-        /// Where to write it (a file, or a folder to put NAME in); default ./NAME.
+        /// Names of the stored files.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Where to write: a file (one NAME), or a folder to put each NAME in; default ./NAME.
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
         /// Replace an existing file at the destination.
@@ -148,8 +149,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             return Ok(());
         }
         Command::Backup { files, as_name } => commands::prepare_backup(files, as_name.as_deref())?,
-        Command::Restore { name, output, force } => {
-            commands::prepare_restore(name, output.as_deref(), *force)?
+        Command::Restore { names, output, force } => {
+            commands::prepare_restore(names, output.as_deref(), *force)?
         }
         Command::Delete { names } => commands::prepare_delete(names)?,
         Command::List => Prepared::List,
