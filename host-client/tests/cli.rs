@@ -135,8 +135,10 @@ fn every_subcommand_against_the_real_server_with_files_up_to_64_mib() {
     assert_eq!(stdout(&out).lines().collect::<Vec<_>>(), names);
 
     std::fs::create_dir(work.path("out")).unwrap();
+    let mut args: Vec<&str> = [&s[..], &["restore", "-o", "out"]].concat();
+    args.extend(files.iter().map(|(name, _)| name.as_str()));
+    assert_exit(&work.client(&args), 0);
     for (name, data) in &files {
-        assert_exit(&work.client(&[&s[..], &["restore", name, "-o", "out"]].concat()), 0);
         assert!(
             std::fs::read(work.path(&format!("out/{name}"))).unwrap() == *data,
             "{name} restored byte for byte"
