@@ -1,0 +1,450 @@
+//! `backup-bench`: measures backup-server and backup-client against the raw
+//! wire (socat) and rsync in daemon mode, on 127.0.0.1, in one run, and
+//! prints medians with min and max and our ratio to each peer.
+//!
+//! Run it through `bash .ci/bench`, which builds the release binaries and
+//! installs the peers. See BENCHMARKS.md for the workloads and results.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backup_client::transport::TcpConnector;
+use backup_core::Client;
+
+const MIB: u64 = 1 << 20;
+
+struct Options {
+    reps: usize,
+    work: PathBuf,
+    big: u64,
+    small_files: usize,
+    clients: usize,
+    churn: usize,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    Options {
+        reps: value("--reps").and_then(|v| v.parse().ok()).unwrap_or(if quick { 1 } else { 3 }),
+        work: value("--dir").map_or_else(|| std::env::temp_dir().join("backup-bench"), PathBuf::from),
+        big: if quick { 64 * MIB } else { 1024 * MIB },
+        small_files: if quick { 1000 } else { 10_000 },
+        clients: 64,
+        churn: if quick { 1000 } else { 10_000 },
+    }
+}
+
+/// Figures of repeated runs.
+#[derive(Clone)]
+struct Stat(Vec<f64>);
+
+impl Stat {
+    fn median(&self) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+    fn min(&self) -> f64 {
+        self.0.iter().copied().fold(f64::INFINITY, f64::min)
+    }
+    fn max(&self) -> f64 {
+        self.0.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+    }
+    fn show(&self) -> String {
+        format!("{:.1} [{:.1}-{:.1}]", self.median(), self.min(), self.max())
+    }
+}
+
+struct Row {
+    workload: String,
+    unit: &'static str,
+    ours: Stat,
+    peers: Vec<(&'static str, Stat)>,
+}
+
+fn bin_dir() -> PathBuf {
+    std::env::current_exe().expect("own path").parent().expect("a folder").to_path_buf()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A release backup-server as a child process.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(root: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(bin_dir().join("backup-server"))
+            .args(["--listen", "127.0.0.1:0", "--log-level", "error", "--root"])
+            .arg(root)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("backup-server runs (build it with cargo build --release)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("a line");
+        let addr =
+            line.split_whitespace().nth(3).expect("address").trim_end_matches(',').parse().expect("addr");
+        Server { child, addr }
+    }
+
+    /// Peak resident memory so far, in KiB.
+    fn peak_rss_kib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client(server: &Server, args: &[&str], extra: &[String]) -> Duration {
+    let started = Instant::now();
+    let status = Command::new(bin_dir().join("backup-client"))
+        .args(["-q", "--user", "1", "--server", &server.addr.to_string()])
+        .args(args)
+        .args(extra)
+        .status()
+        .expect("backup-client runs");
+    assert!(status.success(), "backup-client {args:?} failed");
+    started.elapsed()
+}
+
+fn run(cmd: &mut Command) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(status.success(), "{cmd:?} failed");
+}
+
+fn fsync(path: &Path) {
+    File::open(path).and_then(|f| f.sync_all()).expect("fsync");
+}
+
+fn write_random(path: &Path, len: u64, seed: u64) {
+    let mut file = std::io::BufWriter::new(File::create(path).expect("create"));
+    let mut x = seed | 1;
+    let mut block = vec![0u8; MIB as usize];
+    let mut left = len;
+    while left > 0 {
+        for b in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+        }
+        let n = left.min(MIB) as usize;
+        file.write_all(&block[..n]).expect("write");
+        left -= n as u64;
+    }
+    file.flush().expect("flush");
+}
+
+/// socat from `src` to `dst` over TCP, then fsync of `dst`: the raw wire.
+fn socat_copy(src: &Path, dst: &Path) -> Duration {
+    let port = free_port();
+    let mut listener = Command::new("socat")
+        .args(["-u", "-b", "1048576"])
+        .arg(format!("TCP-LISTEN:{port},reuseaddr,bind=127.0.0.1"))
+        .arg(format!("OPEN:{},creat,trunc", dst.display()))
+        .spawn()
+        .expect("socat runs");
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    run(Command::new("socat")
+        .args(["-u", "-b", "1048576"])
+        .arg(format!("OPEN:{}", src.display()))
+        .arg(format!("TCP:127.0.0.1:{port}")));
+    listener.wait().expect("socat listener");
+    fsync(dst);
+    started.elapsed()
+}
+
+/// An rsync daemon serving `root` as module `m`.
+struct Rsync {
+    child: Child,
+    port: u16,
+}
+
+impl Rsync {
+    fn start(work: &Path, root: &Path) -> Rsync {
+        let port = free_port();
+        let conf = work.join("rsyncd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "use chroot = no\nuid = root\ngid = root\n[m]\npath = {}\nread only = no\n",
+                root.display()
+            ),
+        )
+        .expect("rsyncd.conf");
+        let child = Command::new("rsync")
+            .args(["--daemon", "--no-detach", "--address=127.0.0.1", &format!("--port={port}")])
+            .arg(format!("--config={}", conf.display()))
+            .spawn()
+            .expect("rsync runs");
+        std::thread::sleep(Duration::from_millis(300));
+        Rsync { child, port }
+    }
+
+    fn push(&self, src: &Path, dest: &str, fsync: bool) -> Duration {
+        let started = Instant::now();
+        let mut cmd = Command::new("rsync");
+        cmd.args(["-a", "--whole-file"]);
+        if fsync {
+            cmd.arg("--fsync");
+        }
+        run(cmd.arg(format!("{}/", src.display())).arg(format!("rsync://127.0.0.1:{}/m/{dest}/", self.port)));
+        started.elapsed()
+    }
+
+    fn pull(&self, src: &str, dest: &Path, fsync: bool) -> Duration {
+        let started = Instant::now();
+        let mut cmd = Command::new("rsync");
+        cmd.args(["-a", "--whole-file"]);
+        if fsync {
+            cmd.arg("--fsync");
+        }
+        run(cmd.arg(format!("rsync://127.0.0.1:{}/m/{src}/", self.port)).arg(format!("{}/", dest.display())));
+        started.elapsed()
+    }
+}
+
+impl Drop for Rsync {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mb_per_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+fn per_s(count: usize, d: Duration) -> f64 {
+    count as f64 / d.as_secs_f64()
+}
+
+fn main() {
+    let o = options();
+    let _ = std::fs::remove_dir_all(&o.work);
+    std::fs::create_dir_all(&o.work).expect("work folder");
+    let w = |p: &str| o.work.join(p);
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+
+    // 1. One big file, both directions, both fsynced.
+    eprintln!("workload 1: one {} MiB file", o.big / MIB);
+    let big = w("big.bin");
+    write_random(&big, o.big, 7);
+    let (mut ours_up, mut ours_down, mut raw_up, mut raw_down, mut rss1) =
+        (vec![], vec![], vec![], vec![], 0.0f64);
+    for rep in 0..o.reps {
+        // Fresh folders each time: ext4 is slow to reuse inodes just freed.
+        let server = Server::start(&w(&format!("ours-1-{rep}")), &[]);
+        ours_up.push(mb_per_s(o.big, client(&server, &["backup", big.to_str().unwrap()], &[])));
+        let out = w(&format!("restored-1-{rep}"));
+        std::fs::create_dir_all(&out).unwrap();
+        ours_down.push(mb_per_s(
+            o.big,
+            client(&server, &["restore", "big.bin", "-o", out.to_str().unwrap()], &[]),
+        ));
+        rss1 = rss1.max(server.peak_rss_kib());
+        drop(server);
+        let raw = w(&format!("raw-1-{rep}"));
+        std::fs::create_dir_all(&raw).unwrap();
+        raw_up.push(mb_per_s(o.big, socat_copy(&big, &raw.join("big.bin"))));
+        raw_down.push(mb_per_s(o.big, socat_copy(&raw.join("big.bin"), &raw.join("back.bin"))));
+    }
+    let size = format!("{} MiB", o.big / MIB);
+    rows.push(Row {
+        workload: format!("1 back up one {size} file"),
+        unit: "MB/s",
+        ours: Stat(ours_up),
+        peers: vec![("raw wire (socat + fsync)", Stat(raw_up))],
+    });
+    rows.push(Row {
+        workload: format!("1 restore one {size} file"),
+        unit: "MB/s",
+        ours: Stat(ours_down),
+        peers: vec![("raw wire (socat + fsync)", Stat(raw_down))],
+    });
+
+    // 2. Many small files from one client invocation.
+    let n = o.small_files;
+    eprintln!("workload 2: {n} files of 4 KiB");
+    let small = w("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let names: Vec<String> = (0..n).map(|i| format!("f{i:05}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        write_random(&small.join(name), 4096, i as u64 + 11);
+    }
+    let paths: Vec<String> = names.iter().map(|name| small.join(name).display().to_string()).collect();
+    let rsync_root = w("rsync");
+    std::fs::create_dir_all(&rsync_root).unwrap();
+    let rsync = Rsync::start(&o.work, &rsync_root);
+    let mut r = [vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]];
+    for rep in 0..o.reps {
+        for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
+            let flags: &[&str] = if durable { &[] } else { &["--unsafe-no-fsync"] };
+            let server = Server::start(&w(&format!("ours-2-{durable}-{rep}")), flags);
+            r[up].push(per_s(n, client(&server, &["backup"], &paths)));
+            let out = w(&format!("restored-2-{durable}-{rep}"));
+            std::fs::create_dir_all(&out).unwrap();
+            r[down].push(per_s(n, client(&server, &["restore", "-o", out.to_str().unwrap()], &names)));
+        }
+        for (fsync, up, down) in [(true, 4, 5), (false, 6, 7)] {
+            let dest = format!("{fsync}-{rep}");
+            r[up].push(per_s(n, rsync.push(&small, &dest, fsync)));
+            let out = w(&format!("rsync-restored-{fsync}-{rep}"));
+            std::fs::create_dir_all(&out).unwrap();
+            r[down].push(per_s(n, rsync.pull(&dest, &out, fsync)));
+        }
+    }
+    drop(rsync);
+    let [ours_up, ours_down, nosync_up, nosync_down, rs_up, rs_down, rsp_up, rsp_down] = r.map(Stat);
+    rows.push(Row {
+        workload: format!("2 back up {n} x 4 KiB, synced"),
+        unit: "files/s",
+        ours: ours_up,
+        peers: vec![("rsync --fsync", rs_up)],
+    });
+    rows.push(Row {
+        workload: format!("2 restore {n} x 4 KiB, synced"),
+        unit: "files/s",
+        ours: ours_down,
+        peers: vec![("rsync --fsync", rs_down)],
+    });
+    rows.push(Row {
+        workload: format!("2 back up {n} x 4 KiB, no sync"),
+        unit: "files/s",
+        ours: nosync_up,
+        peers: vec![("rsync", rsp_up)],
+    });
+    rows.push(Row {
+        workload: format!("2 restore {n} x 4 KiB (client syncs)"),
+        unit: "files/s",
+        ours: nosync_down,
+        peers: vec![("rsync", rsp_down)],
+    });
+
+    // 3. Many clients at once; per-request latency. 4. Server memory.
+    let clients = o.clients;
+    eprintln!("workload 3: {clients} clients x 50 files of 256 KiB");
+    let server = Server::start(&w("ours-3"), &[]);
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(Mutex::new(0usize));
+    let file = Arc::new({
+        let mut v = vec![0u8; 256 * 1024];
+        for (i, b) in v.iter_mut().enumerate() {
+            *b = (i * 31 % 251) as u8;
+        }
+        v
+    });
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for c in 0..clients {
+            let (latencies, errors, file, addr) =
+                (latencies.clone(), errors.clone(), file.clone(), server.addr);
+            scope.spawn(move || {
+                let connector = TcpConnector { addrs: vec![addr], timeout: Duration::from_secs(60) };
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut client = Client::new(connector, 100 + c as u32, &mut buf).expect("buffer");
+                let mut mine = Vec::new();
+                for i in 0..50 {
+                    let t = Instant::now();
+                    let ok = client.backup(&format!("f{i}"), file.len() as u32, &mut &file[..]).is_ok();
+                    mine.push(t.elapsed());
+                    *errors.lock().unwrap() += usize::from(!ok);
+                }
+                for i in 0..50 {
+                    let t = Instant::now();
+                    let mut out = Vec::with_capacity(file.len());
+                    let ok = client.restore(&format!("f{i}"), &mut out, |_| {}).is_ok() && out == *file;
+                    mine.push(t.elapsed());
+                    *errors.lock().unwrap() += usize::from(!ok);
+                }
+                latencies.lock().unwrap().extend(mine);
+            });
+        }
+    });
+    let wall = started.elapsed();
+    let rss3 = server.peak_rss_kib();
+    drop(server);
+    let mut lat = latencies.lock().unwrap().clone();
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
+    let total = clients as u64 * 50 * 2 * 256 * 1024;
+    let errors = *errors.lock().unwrap();
+    notes.push(format!(
+        "3 {clients} clients x 50 files of 256 KiB, backed up then restored: {:.0} MB/s in all, \
+         request latency p50 {:.2} ms, p99 {:.2} ms (p99/p50 {:.1}), errors {errors}",
+        mb_per_s(total, wall),
+        pct(0.50),
+        pct(0.99),
+        pct(0.99) / pct(0.50)
+    ));
+    notes.push(format!(
+        "4 server peak RSS: {:.1} MiB during workload 1 ({} MiB file), {:.1} MiB during workload 3",
+        rss1 / 1024.0,
+        o.big / MIB,
+        rss3 / 1024.0
+    ));
+
+    // 5. Connection churn.
+    let churn = o.churn;
+    eprintln!("workload 5: {churn} lists, each on a new connection");
+    let server = Server::start(&w("ours-5"), &[]);
+    let connector = TcpConnector { addrs: vec![server.addr], timeout: Duration::from_secs(60) };
+    let mut buf = vec![0u8; 4096];
+    let mut c = Client::new(connector, 5, &mut buf).expect("buffer");
+    let started = Instant::now();
+    for _ in 0..churn {
+        let _ = c.list(|_| {});
+        c.disconnect();
+    }
+    notes.push(format!(
+        "5 {churn} list requests, each on a new connection: {:.0} requests/s",
+        per_s(churn, started.elapsed())
+    ));
+    drop(server);
+
+    println!("\nmedian [min-max] of {} runs; ratio = ours / peer (median)\n", o.reps);
+    println!("| workload | unit | ours | peer | peer figure | ratio |");
+    println!("|---|---|---|---|---|---|");
+    for row in &rows {
+        for (peer, stat) in &row.peers {
+            println!(
+                "| {} | {} | {} | {peer} | {} | {:.2} |",
+                row.workload,
+                row.unit,
+                row.ours.show(),
+                stat.show(),
+                row.ours.median() / stat.median()
+            );
+        }
+    }
+    println!();
+    for note in notes {
+        println!("- {note}");
+    }
+    let _ = std::fs::remove_dir_all(&o.work);
+}
