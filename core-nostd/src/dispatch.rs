@@ -116,6 +116,9 @@ pub enum SessionEnd<E> {
     /// A restore failed after part of it was sent; the response cannot be
     /// completed, so the connection must be closed.
     Aborted(StoreError),
+    /// The dispatcher's own invariant broke (a bug, never input): close
+    /// rather than guess at the framing.
+    Internal,
 }
 
 impl<E> SessionEnd<E> {
@@ -216,7 +219,7 @@ impl<'b, S: Store> Dispatcher<'b, S> {
             if want == 0 {
                 break;
             }
-            let window = self.buf.get_mut(..want)?;
+            let Some(window) = self.buf.get_mut(..want) else { return Some(SessionEnd::Internal) };
             let n = match conn.read(window) {
                 Ok(0) => {
                     return Some(match self.decoder.finish() {
@@ -247,15 +250,17 @@ impl<'b, S: Store> Dispatcher<'b, S> {
                 }
             }
         }
-        let req = {
-            let header = self.decoder.header()?;
-            Current {
+        // A complete header parses and its name fits: the decoder checked both.
+        let Some(req) = self.decoder.header().and_then(|header| {
+            Some(Current {
                 user: header.user_id,
                 version: header.version.min(self.config.version),
                 op: header.op,
                 name: NameBuf::from_str(header.name)?,
                 size: header.size,
-            }
+            })
+        }) else {
+            return Some(SessionEnd::Internal);
         };
         let done = match req.op {
             Op::Backup => self.backup(conn, &req),

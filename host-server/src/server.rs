@@ -363,6 +363,7 @@ fn serve(
     match &end {
         SessionEnd::Transport(e) => log::debug!("{peer}: connection ended: {e}"),
         SessionEnd::Aborted(e) => log::warn!("{peer}: restore aborted: {e}"),
+        SessionEnd::Internal => log::error!("{peer}: dispatcher invariant broken; connection closed"),
         other => log::debug!("{peer}: session ended: {other:?}"),
     }
     if end.should_drain() {
