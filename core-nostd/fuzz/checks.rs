@@ -103,6 +103,12 @@ impl embedded_io::Write for Conn<'_> {
     }
 }
 
+impl embedded_io::ReadReady for Conn<'_> {
+    fn read_ready(&mut self) -> Result<bool, Infallible> {
+        Ok(true)
+    }
+}
+
 impl SendFile<RamReader> for Conn<'_> {}
 
 /// Arbitrary bytes as a whole session against the dispatcher and a RAM
@@ -110,8 +116,9 @@ impl SendFile<RamReader> for Conn<'_> {}
 pub fn dispatcher(data: &[u8]) {
     let Some((&step, input)) = data.split_first() else { return };
     let mut store = Box::new(RamStore::<8, 4096>::new());
-    let mut buf = [0u8; 600];
-    let config = Config { max_file_size: 2048, ..Config::default() };
+    let mut buf = vec![0u8; 600 + backup_core::dispatch::GROUP_COMMIT_AREA_LEN];
+    // Group commit on, so its held answers are fuzzed too (a RAM store syncs at once).
+    let config = Config { max_file_size: 2048, group_commit: step & 1 == 1, ..Config::default() };
     let mut dispatcher = Dispatcher::new(&mut *store, &mut buf, config).expect("buffer is large enough");
     let mut conn = Conn { input, step: usize::from(step % 32) + 1, output: Vec::new() };
     let _ = dispatcher.serve(&mut conn, &mut |_: &Outcome<'_>| {});

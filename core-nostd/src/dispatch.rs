@@ -7,7 +7,7 @@
 //! its payload go out in one write, because some clients read the first
 //! block with a single `recv` and expect the header to be all there.
 
-use embedded_io::{Read, Write};
+use embedded_io::{Read, ReadReady, Write};
 
 use crate::codec::{Decoded, RequestDecoder, RequestEnd};
 use crate::error::{StoreError, TransportError};
@@ -22,6 +22,10 @@ use crate::wire::{
 /// plus one list entry.
 pub const DISPATCH_MIN_BUFFER_LEN: usize = RESPONSE_MAX_HEADER_LEN + MAX_NAME_LEN + 1;
 
+/// Bytes of the dispatcher's buffer set aside for group commit: the 212s of
+/// backups whose commit waits for one shared [`Store::sync`].
+pub const GROUP_COMMIT_AREA_LEN: usize = 8 * 1024;
+
 /// Reason sent when a backup is larger than [`Config::max_file_size`].
 pub const REASON_TOO_LARGE: &str = "file exceeds the server's size limit";
 
@@ -34,11 +38,18 @@ pub struct Config {
     /// Highest protocol version served; responses carry the lower of this
     /// and the client's.
     pub version: u8,
+    /// Group commit: while the next request is already waiting, commit
+    /// backups with [`Store::commit_upload_deferred`] and hold their 212s;
+    /// then [`Store::sync`] once and send them all. A 212 still goes out only
+    /// once its backup is durable. Needs a buffer of at least
+    /// [`DISPATCH_MIN_BUFFER_LEN`] + [`GROUP_COMMIT_AREA_LEN`] bytes, and
+    /// pays off when clients pipeline.
+    pub group_commit: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { max_file_size: MAX_FILE_SIZE, version: PROTOCOL_VERSION }
+        Config { max_file_size: MAX_FILE_SIZE, version: PROTOCOL_VERSION, group_commit: false }
     }
 }
 
@@ -52,7 +63,8 @@ pub struct Outcome<'a> {
     pub op: Op,
     /// The file name, empty for list and for refused names.
     pub name: &'a str,
-    /// The status sent, or `None` when no response could be sent.
+    /// The status sent (for a group-committed backup: to be sent after the
+    /// shared sync), or `None` when no response could be sent.
     pub status: Option<Status>,
     /// Payload bytes received (backup) or sent (restore, list).
     pub bytes: u64,
@@ -157,10 +169,72 @@ struct Current {
     size: u32,
 }
 
+/// 212s held back until the store's next sync (group commit).
+struct Acks<'b> {
+    area: &'b mut [u8],
+    len: usize,
+    count: usize,
+}
+
+impl Acks<'_> {
+    /// Whether group commit is on and another 212 fits.
+    fn has_room(&self) -> bool {
+        self.area.len() - self.len >= RESPONSE_MAX_HEADER_LEN
+    }
+
+    fn enabled(&self) -> bool {
+        !self.area.is_empty()
+    }
+
+    fn push(&mut self, response: &Response<'_>) -> bool {
+        let Some(rest) = self.area.get_mut(self.len..) else { return false };
+        match response.emit(rest) {
+            Ok(n) => {
+                self.len += n;
+                self.count += 1;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Syncs the store, then sends the held 212s in one write; if the sync
+    /// fails, each held backup is answered 1003 instead, in order.
+    fn flush<S: Store, C: Write>(
+        &mut self,
+        store: &mut S,
+        conn: &mut C,
+    ) -> Result<(), TransportError<C::Error>> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        let (len, count) = (self.len, self.count);
+        self.len = 0;
+        self.count = 0;
+        match store.sync() {
+            Ok(()) => write_all(conn, self.area.get(..len).unwrap_or(&[])),
+            Err(e) => {
+                let mut one = [0u8; RESPONSE_MAX_HEADER_LEN + MAX_REASON_LEN];
+                for _ in 0..count {
+                    let version = self.area.first().copied().unwrap_or(LEGACY_VERSION);
+                    if let Some(e) = answer_error(conn, &mut one, version, e.reason()).end {
+                        return match e {
+                            SessionEnd::Transport(e) => Err(e),
+                            _ => Err(TransportError::WriteZero),
+                        };
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Serves requests from one connection at a time against a [`Store`].
 pub struct Dispatcher<'b, S: Store> {
     store: S,
     buf: &'b mut [u8],
+    acks: Acks<'b>,
     config: Config,
     decoder: RequestDecoder,
 }
@@ -173,7 +247,19 @@ impl<'b, S: Store> Dispatcher<'b, S> {
         if buf.len() < DISPATCH_MIN_BUFFER_LEN {
             return Err(BufferTooSmall);
         }
-        Ok(Dispatcher { store, buf, config, decoder: RequestDecoder::new() })
+        let area = if config.group_commit && buf.len() >= DISPATCH_MIN_BUFFER_LEN + GROUP_COMMIT_AREA_LEN {
+            GROUP_COMMIT_AREA_LEN
+        } else {
+            0
+        };
+        let (buf, area) = buf.split_at_mut(buf.len() - area);
+        Ok(Dispatcher {
+            store,
+            buf,
+            acks: Acks { area, len: 0, count: 0 },
+            config,
+            decoder: RequestDecoder::new(),
+        })
     }
 
     /// The store.
@@ -194,24 +280,44 @@ impl<'b, S: Store> Dispatcher<'b, S> {
     /// Serves requests from `conn` until the session ends, and says how it
     /// ended. The caller then closes the connection, after
     /// [`drain`](crate::io::drain)ing it if [`SessionEnd::should_drain`].
+    /// `ReadReady` tells group commit whether the next request is waiting.
     pub fn serve<C, O>(&mut self, conn: &mut C, observer: &mut O) -> SessionEnd<C::Error>
     where
-        C: Read + SendFile<S::Reader>,
+        C: Read + ReadReady + SendFile<S::Reader>,
         O: Observer + ?Sized,
     {
         loop {
             if let Some(end) = self.serve_one(conn, observer) {
-                return end;
+                // Every response path sends held 212s first, so what is left
+                // belongs before the end: a client that half-closed after
+                // pipelining still hears them.
+                return match self.acks.flush(&mut self.store, conn) {
+                    Ok(()) => end,
+                    Err(_) if matches!(end, SessionEnd::Transport(_)) => end,
+                    Err(e) => SessionEnd::Transport(e),
+                };
             }
         }
+    }
+
+    /// Sends held 212s (after the store's sync) before anything else goes out.
+    fn settle<C: Write>(&mut self, conn: &mut C) -> Result<(), TransportError<C::Error>> {
+        self.acks.flush(&mut self.store, conn)
     }
 
     /// Serves one request; `Some` when the session is over.
     fn serve_one<C, O>(&mut self, conn: &mut C, observer: &mut O) -> Option<SessionEnd<C::Error>>
     where
-        C: Read + SendFile<S::Reader>,
+        C: Read + ReadReady + SendFile<S::Reader>,
         O: Observer + ?Sized,
     {
+        // Hold 212s only while the client has more for us: before waiting
+        // for input, make them durable and send them.
+        if self.acks.count > 0 && !matches!(conn.read_ready(), Ok(true)) {
+            if let Err(e) = self.settle(conn) {
+                return Some(SessionEnd::Transport(e));
+            }
+        }
         self.decoder.reset();
         let mut started = false;
         loop {
@@ -244,6 +350,9 @@ impl<'b, S: Store> Dispatcher<'b, S> {
                 Ok((_, Decoded::Partial | Decoded::Payload(_))) => {}
                 Err(e) => {
                     let version = self.decoder.view().version().clamp(LEGACY_VERSION, self.config.version);
+                    if let Err(e) = self.settle(conn) {
+                        return Some(SessionEnd::Transport(e));
+                    }
                     let sent = self.respond_error(conn, version, e.reason());
                     self.report_unparsed(observer, sent.then_some(Status::Error), e.reason());
                     return Some(SessionEnd::Refused);
@@ -332,14 +441,41 @@ impl<'b, S: Store> Dispatcher<'b, S> {
             }
             received += chunk.len() as u64;
         }
-        match self.store.commit_upload(upload) {
-            Ok(()) => self.respond(conn, req, Status::Done, received),
-            // The request was read whole, so the session can go on.
+        if !self.acks.enabled() {
+            return match self.store.commit_upload(upload) {
+                Ok(()) => self.respond(conn, req, Status::Done, received),
+                // The request was read whole, so the session can go on.
+                Err(e) => self.answer_error(conn, req.version, e.reason()),
+            };
+        }
+        if !self.acks.has_room() {
+            if let Err(e) = self.settle(conn) {
+                self.store.abort_upload(upload);
+                return Done::lost("connection failed", SessionEnd::Transport(e));
+            }
+        }
+        match self.store.commit_upload_deferred(upload) {
+            Ok(()) => {
+                let ack = Response {
+                    version: req.version,
+                    status: Status::Done,
+                    name: req.name.as_bytes(),
+                    size: 0,
+                };
+                if self.acks.push(&ack) {
+                    Done::answered(Status::Done, received)
+                } else {
+                    Done::lost("internal buffer too small", SessionEnd::Internal)
+                }
+            }
             Err(e) => self.answer_error(conn, req.version, e.reason()),
         }
     }
 
     fn restore<C: Read + SendFile<S::Reader>>(&mut self, conn: &mut C, req: &Current) -> Done<C::Error> {
+        if let Err(e) = self.settle(conn) {
+            return Done::lost("connection failed", SessionEnd::Transport(e));
+        }
         let (mut reader, size) = match self.store.open(req.user, req.name.as_str()) {
             Ok(opened) => opened,
             Err(StoreError::NotFound) => return self.respond(conn, req, Status::NotFound, 0),
@@ -407,6 +543,9 @@ impl<'b, S: Store> Dispatcher<'b, S> {
     }
 
     fn list<C: Write>(&mut self, conn: &mut C, req: &Current) -> Done<C::Error> {
+        if let Err(e) = self.settle(conn) {
+            return Done::lost("connection failed", SessionEnd::Transport(e));
+        }
         let mut listing = match self.store.list(req.user) {
             Ok(listing) => listing,
             Err(e) => return answer_error(conn, self.buf, req.version, e.reason()),
@@ -464,10 +603,10 @@ impl<'b, S: Store> Dispatcher<'b, S> {
         bytes: u64,
     ) -> Done<C::Error> {
         let response = Response { version: req.version, status, name: req.name.as_bytes(), size: 0 };
-        let sent = response
-            .emit(self.buf)
-            .map_err(|_| TransportError::WriteZero)
-            .and_then(|n| write_all(conn, self.buf.get(..n).unwrap_or(&[])));
+        let sent = self.settle(conn).and_then(|()| {
+            let n = response.emit(self.buf).map_err(|_| TransportError::WriteZero)?;
+            write_all(conn, self.buf.get(..n).unwrap_or(&[]))
+        });
         match sent {
             Ok(()) => Done::answered(status, bytes),
             Err(e) => Done::lost("connection failed", SessionEnd::Transport(e)),
@@ -476,12 +615,15 @@ impl<'b, S: Store> Dispatcher<'b, S> {
 
     /// Answers 1003 and keeps the session: the request was read whole.
     fn answer_error<C: Write>(&mut self, conn: &mut C, version: u8, reason: &'static str) -> Done<C::Error> {
+        if let Err(e) = self.settle(conn) {
+            return Done::lost("connection failed", SessionEnd::Transport(e));
+        }
         answer_error(conn, self.buf, version, reason)
     }
 
     /// Answers 1003 and ends the session: what follows cannot be framed.
     fn refuse<C: Write>(&mut self, conn: &mut C, version: u8, reason: &'static str) -> Done<C::Error> {
-        let mut done = answer_error(conn, self.buf, version, reason);
+        let mut done = self.answer_error(conn, version, reason);
         done.end.get_or_insert(SessionEnd::Refused);
         done
     }

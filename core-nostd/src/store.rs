@@ -30,6 +30,18 @@ pub trait Store {
     fn write_upload(&mut self, upload: &mut Self::Upload, chunk: &[u8]) -> Result<(), StoreError>;
     /// Makes the complete upload the file's current version, durably.
     fn commit_upload(&mut self, upload: Self::Upload) -> Result<(), StoreError>;
+    /// Makes the complete upload the file's current version, but may leave
+    /// part of making that durable (a folder sync, say) to the next
+    /// [`sync`](Store::sync), so that one sync serves many uploads. The
+    /// dispatcher acknowledges such uploads only after that sync. By default
+    /// this is [`commit_upload`](Store::commit_upload).
+    fn commit_upload_deferred(&mut self, upload: Self::Upload) -> Result<(), StoreError> {
+        self.commit_upload(upload)
+    }
+    /// Makes every deferred commit durable. By default there are none.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Discards the upload; the previous version stays.
     fn abort_upload(&mut self, upload: Self::Upload);
 
@@ -70,6 +82,12 @@ impl<S: Store + ?Sized> Store for &mut S {
     }
     fn commit_upload(&mut self, upload: Self::Upload) -> Result<(), StoreError> {
         (**self).commit_upload(upload)
+    }
+    fn commit_upload_deferred(&mut self, upload: Self::Upload) -> Result<(), StoreError> {
+        (**self).commit_upload_deferred(upload)
+    }
+    fn sync(&mut self) -> Result<(), StoreError> {
+        (**self).sync()
     }
     fn abort_upload(&mut self, upload: Self::Upload) {
         (**self).abort_upload(upload)

@@ -94,6 +94,19 @@ impl embedded_io::Read for Conn {
     }
 }
 
+impl embedded_io::ReadReady for Conn {
+    /// Whether a read would return at once: bytes are buffered, or the
+    /// socket has some (or has ended). Group commit holds answers only then.
+    fn read_ready(&mut self) -> io::Result<bool> {
+        if self.pos < self.filled {
+            return Ok(true);
+        }
+        let mut fds = [rustix::event::PollFd::new(&self.stream, rustix::event::PollFlags::IN)];
+        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        Ok(rustix::event::poll(&mut fds, Some(&zero))? > 0)
+    }
+}
+
 impl embedded_io::Write for Conn {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.stream.write(data)

@@ -65,10 +65,19 @@ struct Inner {
     next_tmp: AtomicU64,
 }
 
-/// Filesystem storage shared by every connection; cloning is cheap.
-#[derive(Debug, Clone)]
+/// Filesystem storage shared by every connection; cloning is cheap, and
+/// each clone (one per connection) keeps its own group-commit state.
+#[derive(Debug)]
 pub struct FsStore {
     inner: Arc<Inner>,
+    /// User folders holding renames not yet made durable by `sync`.
+    unsynced: Vec<(u32, OwnedFd)>,
+}
+
+impl Clone for FsStore {
+    fn clone(&self) -> Self {
+        FsStore { inner: self.inner.clone(), unsynced: Vec::new() }
+    }
 }
 
 /// An upload in progress: a temporary file that is removed unless committed.
@@ -141,6 +150,7 @@ impl FsStore {
         let tmp_dir = open_or_create_dir(&root_dir, TMP_DIR)
             .map_err(|e| with_path(e.into(), "open temporary folder", &root.join(TMP_DIR)))?;
         let store = FsStore {
+            unsynced: Vec::new(),
             inner: Arc::new(Inner {
                 root,
                 root_dir,
@@ -320,7 +330,15 @@ impl Store for FsStore {
         Ok(())
     }
 
-    fn commit_upload(&mut self, mut upload: FsUpload) -> Result<(), StoreError> {
+    fn commit_upload(&mut self, upload: FsUpload) -> Result<(), StoreError> {
+        self.commit_upload_deferred(upload)?;
+        self.sync()
+    }
+
+    /// Syncs the file's data and renames it into place; the folder's sync,
+    /// which makes the rename durable, waits for `sync`, so that one sync
+    /// serves every backup of a pipelined run.
+    fn commit_upload_deferred(&mut self, mut upload: FsUpload) -> Result<(), StoreError> {
         if upload.written != u64::from(upload.size) {
             return Err(StoreError::Io);
         }
@@ -336,10 +354,20 @@ impl Store for FsStore {
             .map_err(|e| store_error(e.into(), "rename into place", &upload.name))?;
         upload.done = true;
         inner.release(upload.user, u64::from(upload.size), Some((u64::from(upload.size), replaced)));
-        if inner.options.durable {
-            rustix::fs::fsync(&dir).map_err(|e| store_error(e.into(), "sync folder of", &upload.name))?;
+        if inner.options.durable && !self.unsynced.iter().any(|(user, _)| *user == upload.user) {
+            self.unsynced.push((upload.user, dir));
         }
         Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        let mut result = Ok(());
+        for (user, dir) in self.unsynced.drain(..) {
+            if let Err(e) = rustix::fs::fsync(&dir) {
+                result = Err(store_error(e.into(), "sync folder of user", &user.to_string()));
+            }
+        }
+        result
     }
 
     fn abort_upload(&mut self, upload: FsUpload) {

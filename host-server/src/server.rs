@@ -355,7 +355,8 @@ fn serve(
 ) -> io::Result<()> {
     let mut conn = Conn::new(stream, config.idle_timeout)?;
     let mut buf = vec![0u8; DISPATCH_BUF_LEN];
-    let core_config = Config { max_file_size: config.max_file_size, version: PROTOCOL_VERSION };
+    let core_config =
+        Config { max_file_size: config.max_file_size, version: PROTOCOL_VERSION, group_commit: true };
     let mut dispatcher = Dispatcher::new(store, &mut buf, core_config)
         .map_err(|_| io::Error::other("dispatch buffer too small"))?;
     let mut log = RequestLog { peer, busy, started: Instant::now() };

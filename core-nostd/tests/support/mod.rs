@@ -54,6 +54,13 @@ impl Write for Script {
     }
 }
 
+impl embedded_io::ReadReady for Script {
+    /// Always: the script is all there, and its end reads at once.
+    fn read_ready(&mut self) -> Result<bool, Infallible> {
+        Ok(true)
+    }
+}
+
 impl SendFile<RamReader> for Script {}
 
 pub type TestStore = RamStore<16, 65536>;

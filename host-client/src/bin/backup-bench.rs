@@ -391,7 +391,8 @@ fn main() {
     drop(server);
     let all = latencies.lock().unwrap().clone();
     let percentiles = |op: Option<&str>| {
-        let mut lat: Vec<Duration> = all.iter().filter(|(o, _)| op.is_none_or(|op| op == *o)).map(|(_, d)| *d).collect();
+        let mut lat: Vec<Duration> =
+            all.iter().filter(|(o, _)| op.is_none_or(|op| op == *o)).map(|(_, d)| *d).collect();
         lat.sort();
         let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
         format!("p50 {:.2} ms, p99 {:.2} ms (p99/p50 {:.1})", pct(0.5), pct(0.99), pct(0.99) / pct(0.5))
