@@ -22,6 +22,34 @@ use crate::wire::{
 /// Smallest buffer a [`Client`] accepts: the longest request header.
 pub const CLIENT_MIN_BUFFER_LEN: usize = REQUEST_MAX_HEADER_LEN;
 
+/// Requests a batch keeps in flight before it waits for an answer. Answers
+/// are small, so this many never fill the socket buffers of either side.
+pub const PIPELINE_WINDOW: usize = 64;
+
+/// One file of a batch: its name, size and contents, or why it cannot be read.
+pub type BatchFile<'a, R> = Result<(&'a str, u32, R), <R as ErrorType>::Error>;
+
+/// Files for [`Client::backup_batch`], opened one at a time as they are sent.
+pub trait Batch {
+    /// A file's contents.
+    type Reader: Read;
+    /// Name, size and contents of file `index`.
+    fn file(&mut self, index: usize) -> BatchFile<'_, Self::Reader>;
+    /// File `index` is backed up: its 212 arrived.
+    fn done(&mut self, index: usize);
+}
+
+/// Where a batch stopped: files before `index` are backed up, the rest are
+/// not confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BatchError<T, L> {
+    /// The first file not confirmed.
+    pub index: usize,
+    /// Why.
+    pub error: ClientError<T, L>,
+}
+
 /// Opens connections to the server. A microcontroller whose link is a single
 /// stream (a UART to a network module) returns that stream each time.
 pub trait Connect {
@@ -151,6 +179,8 @@ pub struct Client<'b, C: Connect> {
     buf: &'b mut [u8],
     decoder: ResponseDecoder,
     reason: ServerReason,
+    /// The held connection answered version 2: requests may be pipelined.
+    pipelining: bool,
 }
 
 impl<'b, C: Connect> Client<'b, C> {
@@ -167,6 +197,7 @@ impl<'b, C: Connect> Client<'b, C> {
             buf,
             decoder: ResponseDecoder::new(),
             reason: ServerReason::new(),
+            pipelining: false,
         })
     }
 
@@ -261,6 +292,169 @@ impl<'b, C: Connect> Client<'b, C> {
             (Ok(status), _) => Err(ProtocolError::UnexpectedStatus(status.code()).into()),
             (Err(e), _) => Err(e),
         }
+    }
+
+    /// Backs up `count` files from `batch`, pipelined: once the server has
+    /// answered version 2 on this connection, up to [`PIPELINE_WINDOW`]
+    /// requests are in flight, so the server can serve them back to back
+    /// (and make them durable with one sync). [`Batch::done`] hears each
+    /// 212 in order. On failure, files before the error's index are backed
+    /// up and the rest are not confirmed.
+    pub fn backup_batch<B: Batch>(
+        &mut self,
+        count: usize,
+        batch: &mut B,
+    ) -> Result<(), BatchError<ConnError<C>, <B::Reader as ErrorType>::Error>> {
+        let mut sent = 0;
+        let mut acked = 0;
+        while acked < count {
+            let window_open = sent < count
+                && (sent == acked
+                    || (self.pipelining && self.conn.is_some() && sent - acked < PIPELINE_WINDOW));
+            if !window_open {
+                self.await_ack(batch, &mut acked)?;
+                continue;
+            }
+            let (name, size, mut source) = match batch.file(sent) {
+                Ok(file) => file,
+                Err(e) => return Err(self.stop_batch(batch, &mut acked, sent, ClientError::Local(e))),
+            };
+            if let Err(e) = check_name(name) {
+                return Err(self.stop_batch(batch, &mut acked, sent, ClientError::InvalidName(e)));
+            }
+            let request =
+                Request { user_id: self.user_id, version: PROTOCOL_VERSION, op: Op::Backup, name, size };
+            let Ok(header_len) = request.emit(self.buf) else {
+                return Err(self.stop_batch(batch, &mut acked, sent, ClientError::SinkFull));
+            };
+            self.send_payload(batch, header_len, size, &mut source, sent, &mut acked)?;
+            sent += 1;
+        }
+        Ok(())
+    }
+
+    /// Sends the request whose header is in the buffer, and its payload;
+    /// between chunks, takes the answers that have arrived for earlier files.
+    fn send_payload<B: Batch>(
+        &mut self,
+        batch: &mut B,
+        header_len: usize,
+        size: u32,
+        source: &mut B::Reader,
+        index: usize,
+        acked: &mut usize,
+    ) -> Result<(), BatchError<ConnError<C>, <B::Reader as ErrorType>::Error>> {
+        let fail = |index, error| BatchError { index, error };
+        let first_end = self.buf.len().min(header_len.saturating_add(size as usize));
+        let window = self.buf.get_mut(header_len..first_end).unwrap_or(&mut []);
+        let got = match read_full(source, window) {
+            Ok(got) if header_len + got == first_end => got,
+            Ok(_) => return Err(self.stop_batch(batch, acked, index, ClientError::SourceEnded)),
+            Err(e) => return Err(self.stop_batch(batch, acked, index, ClientError::Local(e))),
+        };
+        self.connection().map_err(|e| fail(*acked, e))?;
+        let mut chunk_end = first_end;
+        let mut sent = got as u64;
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Err(fail(*acked, TransportError::Closed.into()));
+            };
+            if let Err(e) = write_all(conn, self.buf.get(..chunk_end).unwrap_or(&[])) {
+                // The server may have refused and closed: the answers it sent
+                // first are still readable, and its reason beats a broken pipe.
+                let mut answered = None;
+                while *acked <= index {
+                    if let Err(stop) = self.await_ack(batch, acked) {
+                        answered = Some(stop);
+                        break;
+                    }
+                }
+                self.conn = None;
+                return Err(match answered {
+                    Some(stop) if !matches!(stop.error, ClientError::Transport(_)) => stop,
+                    _ => fail(*acked, e.into()),
+                });
+            }
+            if sent == u64::from(size) {
+                return Ok(());
+            }
+            // Answers for earlier files come in while we send; an answer for
+            // this one before its payload is through is a refusal.
+            while *acked < index && self.answer_waiting() {
+                self.await_ack(batch, acked)?;
+            }
+            if *acked == index && self.answer_waiting() {
+                let received = self.receive(&mut |_| Ok(())).map_err(|f| f.into_client(None));
+                self.conn = None;
+                let error = match received {
+                    Err(e) => e,
+                    Ok(status) => ProtocolError::UnexpectedStatus(status.code()).into(),
+                };
+                return Err(fail(index, error));
+            }
+            let want = self.buf.len().min(usize::try_from(u64::from(size) - sent).unwrap_or(usize::MAX));
+            let window = self.buf.get_mut(..want).unwrap_or(&mut []);
+            match source.read(window) {
+                Ok(0) => {
+                    // The server waits for bytes that will not come.
+                    self.conn = None;
+                    return Err(fail(*acked, ClientError::SourceEnded));
+                }
+                Ok(n) => {
+                    chunk_end = n;
+                    sent += n as u64;
+                }
+                Err(e) => {
+                    self.conn = None;
+                    return Err(fail(*acked, ClientError::Local(e)));
+                }
+            }
+        }
+    }
+
+    /// Whether the server has sent something we have not read.
+    fn answer_waiting(&mut self) -> bool {
+        matches!(self.conn.as_mut().map(|c| c.read_ready()), Some(Ok(true)))
+    }
+
+    /// Reads the answer for file `acked`.
+    fn await_ack<B: Batch>(
+        &mut self,
+        batch: &mut B,
+        acked: &mut usize,
+    ) -> Result<(), BatchError<ConnError<C>, <B::Reader as ErrorType>::Error>> {
+        match self.receive(&mut |_| Ok(())) {
+            Ok(Status::Done) => {
+                batch.done(*acked);
+                *acked += 1;
+                Ok(())
+            }
+            Ok(status) => {
+                self.conn = None;
+                Err(BatchError {
+                    index: *acked,
+                    error: ProtocolError::UnexpectedStatus(status.code()).into(),
+                })
+            }
+            Err(f) => Err(BatchError { index: *acked, error: f.into_client(None) }),
+        }
+    }
+
+    /// File `index` failed before any of it was sent: collect the answers
+    /// still due for earlier files, then report it.
+    fn stop_batch<B: Batch>(
+        &mut self,
+        batch: &mut B,
+        acked: &mut usize,
+        index: usize,
+        error: ClientError<ConnError<C>, <B::Reader as ErrorType>::Error>,
+    ) -> BatchError<ConnError<C>, <B::Reader as ErrorType>::Error> {
+        while *acked < index {
+            if let Err(e) = self.await_ack(batch, acked) {
+                return e;
+            }
+        }
+        BatchError { index, error }
     }
 
     /// Restores `name` into `sink`. `on_size` hears the file's size before
@@ -376,6 +570,7 @@ impl<'b, C: Connect> Client<'b, C> {
     /// Connects unless a connection is held.
     fn connection<L>(&mut self) -> Result<(), ClientError<ConnError<C>, L>> {
         if self.conn.is_none() {
+            self.pipelining = false;
             self.conn = Some(self.connector.connect().map_err(TransportError::Io)?);
         }
         Ok(())
@@ -409,8 +604,11 @@ impl<'b, C: Connect> Client<'b, C> {
             return Err(Failed::Transport(TransportError::Closed));
         };
         let result = receive(conn, self.buf, &mut self.decoder, &mut self.reason, on_event);
-        if !matches!(result, Ok(Received { reusable: true, .. })) {
+        if matches!(result, Ok(Received { reusable: true, .. })) {
+            self.pipelining = true;
+        } else {
             self.conn = None;
+            self.pipelining = false;
         }
         result.map(|r| r.status)
     }

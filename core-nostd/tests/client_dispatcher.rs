@@ -9,7 +9,7 @@ use backup_core::{Client, ClientError, Config, Dispatcher, Outcome, RamStore, Se
 use support::{OneShot, duplex};
 
 const MIB: usize = 1 << 20;
-type BigStore = RamStore<8, { 8 * MIB }>;
+type BigStore = RamStore<64, { 8 * MIB }>;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 11) as u8).collect()
@@ -134,4 +134,99 @@ fn a_refused_upload_stops_sending_and_reports_the_server_reason() {
     assert!(!client.is_connected(), "the session ended with the refusal");
     drop(client);
     assert_eq!(server.join().unwrap(), backup_core::io::Drained::PeerClosed);
+}
+
+/// A batch of generated files, recording the order of their 212s.
+struct Files {
+    sizes: Vec<usize>,
+    names: Vec<String>,
+    data: Vec<Vec<u8>>,
+    done: Vec<usize>,
+}
+
+impl Files {
+    fn new(sizes: Vec<usize>) -> Files {
+        let names = (0..sizes.len()).map(|i| format!("file-{i:03}")).collect();
+        let data = sizes.iter().enumerate().map(|(i, &n)| pattern(n, i as u8)).collect();
+        Files { sizes, names, data, done: Vec::new() }
+    }
+}
+
+/// An owned file's contents, read from the start.
+struct Contents(Vec<u8>, usize);
+
+impl embedded_io::ErrorType for Contents {
+    type Error = std::convert::Infallible;
+}
+
+impl embedded_io::Read for Contents {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        let n = buf.len().min(self.0.len() - self.1);
+        buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+        self.1 += n;
+        Ok(n)
+    }
+}
+
+impl backup_core::Batch for Files {
+    type Reader = Contents;
+
+    fn file(&mut self, index: usize) -> Result<(&str, u32, Contents), std::convert::Infallible> {
+        Ok((&self.names[index], self.sizes[index] as u32, Contents(self.data[index].clone(), 0)))
+    }
+
+    fn done(&mut self, index: usize) {
+        self.done.push(index);
+    }
+}
+
+fn serve_in_thread(
+    mut server_end: support::DuplexEnd,
+    config: Config,
+) -> thread::JoinHandle<(SessionEnd<support::Hangup>, Box<BigStore>)> {
+    thread::Builder::new()
+        .stack_size(32 * MIB)
+        .spawn(move || {
+            let mut store = Box::new(BigStore::new());
+            let mut buf = vec![0u8; 4096 + backup_core::dispatch::GROUP_COMMIT_AREA_LEN];
+            let mut dispatcher = Dispatcher::new(&mut *store, &mut buf, config).unwrap();
+            let end = dispatcher.serve(&mut server_end, &mut |_: &Outcome<'_>| {});
+            (end, store)
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_pipelined_batch_is_acknowledged_in_order_and_stored_whole() {
+    let (client_end, server_end) = duplex(997, 21);
+    let server = serve_in_thread(server_end, Config { group_commit: true, ..Config::default() });
+    let mut files = Files::new((0..40).map(|i| [0, 1, 4096, 10_000][i % 4] + i).collect());
+    let mut buf = vec![0u8; 4096];
+    let mut client = Client::new(OneShot(Some(client_end)), 7, &mut buf).unwrap();
+    client.backup_batch(files.sizes.len(), &mut files).unwrap();
+    assert_eq!(files.done, (0..40).collect::<Vec<_>>());
+    drop(client);
+    let (end, store) = server.join().unwrap();
+    assert_eq!(end, SessionEnd::Closed);
+    for (name, data) in files.names.iter().zip(&files.data) {
+        assert_eq!(store.get(7, name), Some(&data[..]), "{name}");
+    }
+}
+
+#[test]
+fn a_refusal_inside_a_batch_reports_the_first_unconfirmed_file() {
+    let (client_end, server_end) = duplex(4096, 22);
+    let server =
+        serve_in_thread(server_end, Config { group_commit: true, max_file_size: 5000, ..Config::default() });
+    let mut files = Files::new(vec![10, 20, 30, 40, 50, 200_000, 60, 70]);
+    let mut buf = vec![0u8; 4096];
+    let mut client = Client::new(OneShot(Some(client_end)), 7, &mut buf).unwrap();
+    let err = client.backup_batch(files.sizes.len(), &mut files).unwrap_err();
+    assert_eq!((err.index, err.error), (5, ClientError::Server));
+    assert_eq!(client.server_reason(), "file exceeds the server's size limit");
+    assert_eq!(files.done, [0, 1, 2, 3, 4]);
+    drop(client);
+    let (end, store) = server.join().unwrap();
+    assert_eq!(end, SessionEnd::Refused);
+    assert_eq!(store.file_count(), 5);
 }

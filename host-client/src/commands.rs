@@ -149,7 +149,10 @@ const RUN_RESTORE_AS: &str = "tmp";
 /// Runs a prepared command.
 pub fn execute(s: &mut Session<'_>, prepared: Prepared) -> Result<(), Failure> {
     match prepared {
-        Prepared::Backup(planned) => planned.iter().try_for_each(|file| backup_one(s, file)),
+        Prepared::Backup(planned) if planned.len() == 1 => {
+            planned.iter().try_for_each(|file| backup_one(s, file))
+        }
+        Prepared::Backup(planned) => backup_many(s, &planned),
         Prepared::Restore { files, force } => {
             files.iter().try_for_each(|(name, target)| restore_to(s, name, target, force).map(drop))
         }
@@ -174,6 +177,54 @@ fn backup_one(s: &mut Session<'_>, file: &Planned) -> Result<(), Failure> {
     result.map_err(|e| s.explain(doing, e))?;
     s.say(format_args!("backed up {} as {} ({} bytes)", file.path.display(), file.name, file.size));
     Ok(())
+}
+
+/// Several files as one pipelined batch: the server answers in order, so
+/// the client sends ahead and the server can sync many backups at once.
+fn backup_many(s: &mut Session<'_>, planned: &[Planned]) -> Result<(), Failure> {
+    let total: u64 = planned.iter().map(|f| u64::from(f.size)).sum();
+    let progress = Progress::start(s.mode, &format!("{} files", planned.len()), total);
+    let mut batch = PlannedBatch { files: planned, progress: &progress, mode: s.mode };
+    let result = s.client.backup_batch(planned.len(), &mut batch);
+    progress.finish();
+    if result.is_ok() && s.mode == Mode::Bar {
+        out!("backed up {} files ({total} bytes)", planned.len());
+    }
+    result.map_err(|stop| {
+        let path = planned.get(stop.index).map_or_else(String::new, |f| f.path.display().to_string());
+        let mut failure = s.explain(format!("backing up {path}"), stop.error);
+        failure.message.push_str(&format!(
+            " ({} of {} files were backed up before it)",
+            stop.index,
+            planned.len()
+        ));
+        failure
+    })
+}
+
+/// Planned files for the core's batch, opened as they are sent.
+struct PlannedBatch<'a> {
+    files: &'a [Planned],
+    progress: &'a Progress,
+    mode: Mode,
+}
+
+impl<'a> backup_core::Batch for PlannedBatch<'a> {
+    type Reader = ProgressReader<'a, File>;
+
+    fn file(&mut self, index: usize) -> Result<(&str, u32, Self::Reader), std::io::Error> {
+        let file = self.files.get(index).ok_or_else(|| std::io::Error::other("no such file in the batch"))?;
+        let handle = File::open(&file.path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", file.path.display())))?;
+        Ok((&file.name, file.size, ProgressReader { inner: handle, progress: self.progress }))
+    }
+
+    fn done(&mut self, index: usize) {
+        // On a terminal the bar shows progress; plain lines otherwise.
+        if let (Some(file), Mode::Lines) = (self.files.get(index), self.mode) {
+            out!("backed up {} as {} ({} bytes)", file.path.display(), file.name, file.size);
+        }
+    }
 }
 
 /// Where a restore of `name` goes, refusing to replace a file without `force`.

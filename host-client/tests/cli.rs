@@ -268,6 +268,31 @@ fn run_session_against_a_version_1_server_that_pads_and_closes() {
 }
 
 #[test]
+fn several_files_at_once_work_with_a_version_1_server_one_connection_each() {
+    let addr = legacy_server();
+    let work = Workdir::new();
+    let names = ["a.txt", "b.txt", "c.bin"];
+    for (i, name) in names.iter().enumerate() {
+        work.write(name, &pattern(3000 + i, i as u64));
+    }
+    let s = ["--server", &addr.to_string(), "--user", "9"].map(String::from);
+    let mut args: Vec<&str> = s.iter().map(String::as_str).collect();
+    args.push("backup");
+    args.extend(names);
+    let out = work.client(&args);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out).lines().count(), 3, "a line per file: {}", stdout(&out));
+    std::fs::create_dir(work.path("back")).unwrap();
+    let mut args: Vec<&str> = s.iter().map(String::as_str).collect();
+    args.extend(["restore", "-o", "back"]);
+    args.extend(names);
+    assert_exit(&work.client(&args), 0);
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(std::fs::read(work.path(&format!("back/{name}"))).unwrap(), pattern(3000 + i, i as u64));
+    }
+}
+
+#[test]
 fn server_down_is_a_connection_failure_that_says_what_to_check() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let work = Workdir::new();

@@ -155,23 +155,41 @@ fn crash_test(rounds: usize) {
                     let user = 7000 + worker;
                     let mut rng = Rng(u64::from(worker) * 7919 + round as u64 + 1);
                     let Ok(mut stream) = TcpStream::connect(addr) else { return };
+                    // Odd workers pipeline four backups a write, so the
+                    // server group-commits; even ones wait for each answer.
+                    let depth = if worker % 2 == 1 { 4 } else { 1 };
                     while !stop.load(Ordering::SeqCst) {
-                        let name = format!("file-{}", rng.below(3));
-                        let seed = seeds.fetch_add(1, Ordering::SeqCst);
-                        let data = versioned(seed, 8 + rng.below(200_000) as usize);
-                        history.lock().unwrap().entry((user, name.clone())).or_default().in_flight.push(seed);
-                        let answered = stream
-                            .write_all(&request(user, BACKUP, name.as_bytes(), Some(&data)))
-                            .and_then(|()| read_reply(&mut stream));
-                        match answered {
-                            Ok(reply) if reply.status == 212 => {
-                                acked.fetch_add(1, Ordering::SeqCst);
-                                let mut history = history.lock().unwrap();
-                                let known = history.get_mut(&(user, name)).unwrap();
-                                *known = Known { acked: Some(seed), in_flight: Vec::new() };
+                        let batch: Vec<(String, u64)> = (0..depth)
+                            .map(|_| (format!("file-{}", rng.below(3)), seeds.fetch_add(1, Ordering::SeqCst)))
+                            .collect();
+                        let mut bytes = Vec::new();
+                        for (name, seed) in &batch {
+                            let data = versioned(*seed, 8 + rng.below(200_000) as usize);
+                            history
+                                .lock()
+                                .unwrap()
+                                .entry((user, name.clone()))
+                                .or_default()
+                                .in_flight
+                                .push(*seed);
+                            bytes.extend(request(user, BACKUP, name.as_bytes(), Some(&data)));
+                        }
+                        if stream.write_all(&bytes).is_err() {
+                            return; // the server died
+                        }
+                        for (name, seed) in batch {
+                            match read_reply(&mut stream) {
+                                Ok(reply) if reply.status == 212 => {
+                                    acked.fetch_add(1, Ordering::SeqCst);
+                                    let mut history = history.lock().unwrap();
+                                    let known = history.get_mut(&(user, name)).unwrap();
+                                    // Seeds grow in send order: later ones stay in flight.
+                                    known.acked = Some(seed);
+                                    known.in_flight.retain(|s| *s > seed);
+                                }
+                                Ok(reply) => panic!("backup answered {}", reply.status),
+                                Err(_) => return,
                             }
-                            Ok(reply) => panic!("backup answered {}", reply.status),
-                            Err(_) => return, // the server died
                         }
                     }
                 })
