@@ -39,8 +39,24 @@ pub trait Batch {
     fn done(&mut self, index: usize);
 }
 
-/// Where a batch stopped: files before `index` are backed up, the rest are
-/// not confirmed.
+/// Files for [`Client::restore_batch`].
+pub trait RestoreBatch {
+    /// Where a restored file's bytes go.
+    type Writer: Write;
+    /// The name of file `index`.
+    fn name(&mut self, index: usize) -> &str;
+    /// File `index` is on its way, `size` bytes: where should it go?
+    fn open(&mut self, index: usize, size: u32) -> Result<Self::Writer, <Self::Writer as ErrorType>::Error>;
+    /// File `index` arrived whole into `writer`.
+    fn finish(
+        &mut self,
+        index: usize,
+        writer: Self::Writer,
+    ) -> Result<(), <Self::Writer as ErrorType>::Error>;
+}
+
+/// Where a batch stopped: files before `index` are done (backed up or
+/// restored), the rest are not confirmed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct BatchError<T, L> {
@@ -455,6 +471,96 @@ impl<'b, C: Connect> Client<'b, C> {
             }
         }
         BatchError { index, error }
+    }
+
+    /// Restores `count` files, pipelined like [`backup_batch`](Self::backup_batch):
+    /// restore requests go out ahead (they are small), and each answer
+    /// streams into the writer [`RestoreBatch::open`] gives for it. A name
+    /// the server does not have stops the batch with [`ClientError::NotFound`]
+    /// at its index; files before it are restored.
+    pub fn restore_batch<B: RestoreBatch>(
+        &mut self,
+        count: usize,
+        batch: &mut B,
+    ) -> Result<(), BatchError<ConnError<C>, <B::Writer as ErrorType>::Error>> {
+        let mut sent = 0;
+        let mut done = 0;
+        while done < count {
+            let window_open = sent < count
+                && (sent == done
+                    || (self.pipelining && self.conn.is_some() && sent - done < PIPELINE_WINDOW));
+            if window_open {
+                let request = {
+                    let name = batch.name(sent);
+                    check_name(name)
+                        .map_err(|e| BatchError { index: sent, error: ClientError::InvalidName(e) })?;
+                    Request {
+                        user_id: self.user_id,
+                        version: PROTOCOL_VERSION,
+                        op: Op::Restore,
+                        name,
+                        size: 0,
+                    }
+                    .emit(self.buf)
+                };
+                let len = request.map_err(|_| BatchError { index: sent, error: ClientError::SinkFull })?;
+                self.connection().map_err(|e| BatchError { index: done, error: e })?;
+                let Some(conn) = self.conn.as_mut() else {
+                    return Err(BatchError { index: done, error: TransportError::Closed.into() });
+                };
+                if let Err(e) = write_all(conn, self.buf.get(..len).unwrap_or(&[])) {
+                    self.conn = None;
+                    return Err(BatchError { index: done, error: e.into() });
+                }
+                sent += 1;
+                continue;
+            }
+            let mut writer = None;
+            let mut local = None;
+            let received = self.receive(&mut |event| match event {
+                Event::Header { status: Status::Restored, size } => match batch.open(done, size) {
+                    Ok(w) => {
+                        writer = Some(w);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        local = Some(e);
+                        Err(Stop::Local)
+                    }
+                },
+                Event::Header { .. } => Ok(()),
+                Event::Payload(chunk) => match writer.as_mut().map(|w| write_all(w, chunk)) {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(TransportError::Io(e))) => {
+                        local = Some(e);
+                        Err(Stop::Local)
+                    }
+                    _ => Err(Stop::SinkFull),
+                },
+            });
+            let failed = |error| BatchError { index: done, error };
+            match received {
+                Ok(Status::Restored) => match writer {
+                    Some(w) => batch.finish(done, w).map_err(|e| failed(ClientError::Local(e)))?,
+                    None => return Err(failed(ProtocolError::UnexpectedStatus(210).into())),
+                },
+                Ok(status) => {
+                    // The answers still in flight belong to files we will
+                    // not take: this connection cannot be reused.
+                    self.conn = None;
+                    return Err(failed(match status {
+                        Status::NotFound => ClientError::NotFound,
+                        other => ProtocolError::UnexpectedStatus(other.code()).into(),
+                    }));
+                }
+                Err(f) => {
+                    self.conn = None;
+                    return Err(failed(f.into_client(local)));
+                }
+            }
+            done += 1;
+        }
+        Ok(())
     }
 
     /// Restores `name` into `sink`. `on_size` hears the file's size before

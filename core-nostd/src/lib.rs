@@ -30,7 +30,7 @@ pub mod ram_store;
 pub mod store;
 pub mod wire;
 
-pub use client::{Batch, BatchError, Client, ClientError, Connect};
+pub use client::{Batch, BatchError, Client, ClientError, Connect, RestoreBatch};
 pub use codec::{Decoded, RequestDecoder, RequestEnd, ResponseDecoder, ResponseEnd};
 pub use dispatch::{Config, Dispatcher, Observer, Outcome, SendFile, SessionEnd};
 pub use error::{ProtocolError, StoreError, TransportError};

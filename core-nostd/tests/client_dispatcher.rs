@@ -230,3 +230,51 @@ fn a_refusal_inside_a_batch_reports_the_first_unconfirmed_file() {
     assert_eq!(end, SessionEnd::Refused);
     assert_eq!(store.file_count(), 5);
 }
+
+/// Restored files, collected whole.
+struct Restores {
+    names: Vec<String>,
+    got: Vec<(usize, Vec<u8>)>,
+}
+
+impl backup_core::RestoreBatch for Restores {
+    type Writer = Vec<u8>;
+
+    fn name(&mut self, index: usize) -> &str {
+        &self.names[index]
+    }
+
+    fn open(&mut self, _index: usize, size: u32) -> Result<Vec<u8>, std::convert::Infallible> {
+        Ok(Vec::with_capacity(size as usize))
+    }
+
+    fn finish(&mut self, index: usize, writer: Vec<u8>) -> Result<(), std::convert::Infallible> {
+        self.got.push((index, writer));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_pipelined_restore_batch_returns_every_file_whole_and_in_order() {
+    let (client_end, server_end) = duplex(997, 23);
+    let server = serve_in_thread(server_end, Config { group_commit: true, ..Config::default() });
+    let mut files = Files::new((0..30).map(|i| [0, 1, 5000, 70_000][i % 4] + i).collect());
+    let mut buf = vec![0u8; 4096];
+    let mut client = Client::new(OneShot(Some(client_end)), 7, &mut buf).unwrap();
+    client.backup_batch(files.sizes.len(), &mut files).unwrap();
+    let mut restores = Restores { names: files.names.clone(), got: Vec::new() };
+    client.restore_batch(restores.names.len(), &mut restores).unwrap();
+    assert_eq!(restores.got.len(), 30);
+    for (i, (index, data)) in restores.got.iter().enumerate() {
+        assert_eq!(*index, i);
+        assert!(*data == files.data[i], "{} restored whole", files.names[i]);
+    }
+    // A name the server does not have stops the batch at its index.
+    let mut missing =
+        Restores { names: vec![files.names[0].clone(), "nope".into(), files.names[1].clone()], got: vec![] };
+    let err = client.restore_batch(3, &mut missing).unwrap_err();
+    assert_eq!((err.index, err.error), (1, ClientError::NotFound));
+    assert_eq!(missing.got.len(), 1);
+    drop(client);
+    let _ = server.join().unwrap();
+}

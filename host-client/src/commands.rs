@@ -153,9 +153,10 @@ pub fn execute(s: &mut Session<'_>, prepared: Prepared) -> Result<(), Failure> {
             planned.iter().try_for_each(|file| backup_one(s, file))
         }
         Prepared::Backup(planned) => backup_many(s, &planned),
-        Prepared::Restore { files, force } => {
+        Prepared::Restore { files, force } if files.len() == 1 => {
             files.iter().try_for_each(|(name, target)| restore_to(s, name, target, force).map(drop))
         }
+        Prepared::Restore { files, force } => restore_many(s, &files, force),
         Prepared::Delete(names) => delete(s, &names),
         Prepared::List => {
             for name in list(s)? {
@@ -224,6 +225,68 @@ impl<'a> backup_core::Batch for PlannedBatch<'a> {
         if let (Some(file), Mode::Lines) = (self.files.get(index), self.mode) {
             out!("backed up {} as {} ({} bytes)", file.path.display(), file.name, file.size);
         }
+    }
+}
+
+/// Several restores as one pipelined batch, each into a temporary file
+/// beside its target, renamed when complete and synced.
+fn restore_many(s: &mut Session<'_>, files: &[(String, PathBuf)], force: bool) -> Result<(), Failure> {
+    let progress = Progress::start(s.mode, &format!("{} files", files.len()), 0);
+    let mut batch = Targets { files, force, progress: &progress, mode: s.mode, bytes: 0 };
+    let result = s.client.restore_batch(files.len(), &mut batch);
+    let bytes = batch.bytes;
+    progress.finish();
+    if result.is_ok() && s.mode == Mode::Bar {
+        out!("restored {} files ({bytes} bytes)", files.len());
+    }
+    result.map_err(|stop| {
+        let name = files.get(stop.index).map_or("", |(name, _)| name.as_str());
+        let mut failure = s.explain(format!("restoring {name}"), stop.error);
+        failure.message.push_str(&format!(
+            " ({} of {} files were restored before it)",
+            stop.index,
+            files.len()
+        ));
+        failure
+    })
+}
+
+/// Restore targets for the core's batch.
+struct Targets<'a> {
+    files: &'a [(String, PathBuf)],
+    force: bool,
+    progress: &'a Progress,
+    mode: Mode,
+    bytes: u64,
+}
+
+impl<'a> backup_core::RestoreBatch for Targets<'a> {
+    type Writer = ProgressWriter<'a, tempfile::NamedTempFile>;
+
+    fn name(&mut self, index: usize) -> &str {
+        self.files.get(index).map_or("", |(name, _)| name.as_str())
+    }
+
+    fn open(&mut self, index: usize, size: u32) -> std::io::Result<Self::Writer> {
+        let target = self.files.get(index).map(|(_, t)| t.as_path()).unwrap_or(Path::new("."));
+        let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        self.progress.add_total(u64::from(size));
+        Ok(ProgressWriter { inner: tempfile::NamedTempFile::new_in(dir)?, progress: self.progress })
+    }
+
+    fn finish(&mut self, index: usize, writer: Self::Writer) -> std::io::Result<()> {
+        let Some((name, target)) = self.files.get(index) else { return Ok(()) };
+        let temp = writer.inner;
+        temp.as_file().sync_all()?;
+        let size = temp.as_file().metadata()?.len();
+        let persisted = if self.force { temp.persist(target) } else { temp.persist_noclobber(target) };
+        persisted
+            .map_err(|e| std::io::Error::new(e.error.kind(), format!("{}: {}", target.display(), e.error)))?;
+        self.bytes += size;
+        if self.mode == Mode::Lines {
+            out!("restored {name} to {} ({size} bytes)", target.display());
+        }
+        Ok(())
     }
 }
 

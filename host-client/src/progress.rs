@@ -51,6 +51,13 @@ impl Progress {
         }
     }
 
+    /// Grows the total, for batches whose sizes arrive one by one.
+    pub fn add_total(&self, more: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc_length(more);
+        }
+    }
+
     fn advance(&self, n: usize) {
         if let Some(bar) = &self.bar {
             bar.inc(n as u64);
