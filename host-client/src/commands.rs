@@ -277,7 +277,7 @@ impl<'a> backup_core::RestoreBatch for Targets<'a> {
     fn finish(&mut self, index: usize, writer: Self::Writer) -> std::io::Result<()> {
         let Some((name, target)) = self.files.get(index) else { return Ok(()) };
         let temp = writer.inner;
-        temp.as_file().sync_all()?;
+        temp.as_file().sync_data()?;
         let size = temp.as_file().metadata()?.len();
         let persisted = if self.force { temp.persist(target) } else { temp.persist_noclobber(target) };
         persisted
@@ -325,7 +325,8 @@ fn restore_to(s: &mut Session<'_>, name: &str, target: &Path, force: bool) -> Re
     progress.finish();
     // On failure the temporary file is removed and the target untouched.
     let size = result.map_err(|e| s.explain(doing.clone(), e))?;
-    temp.as_file().sync_all().map_err(|e| Failure::local(format!("{doing}: {e}")))?;
+    // fdatasync: the contents and the size, all a restored file needs.
+    temp.as_file().sync_data().map_err(|e| Failure::local(format!("{doing}: {e}")))?;
     let persisted = if force { temp.persist(target) } else { temp.persist_noclobber(target) };
     persisted.map_err(|e| {
         Failure::local(format!("{doing}: cannot move it to {}: {}", target.display(), e.error))
