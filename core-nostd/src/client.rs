@@ -324,9 +324,7 @@ impl<'b, C: Connect> Client<'b, C> {
         let mut sent = 0;
         let mut acked = 0;
         while acked < count {
-            let window_open = sent < count
-                && (sent == acked
-                    || (self.pipelining && self.conn.is_some() && sent - acked < PIPELINE_WINDOW));
+            let window_open = self.may_send(sent, acked, count);
             if !window_open {
                 self.await_ack(batch, &mut acked)?;
                 continue;
@@ -428,6 +426,15 @@ impl<'b, C: Connect> Client<'b, C> {
         }
     }
 
+    /// Whether a batch may send request `sent` while `answered` have been
+    /// answered: one at a time until the server has promised (version 2) to
+    /// keep the connection, then up to [`PIPELINE_WINDOW`] ahead.
+    fn may_send(&self, sent: usize, answered: usize, count: usize) -> bool {
+        sent < count
+            && (sent == answered
+                || (self.pipelining && self.conn.is_some() && sent - answered < PIPELINE_WINDOW))
+    }
+
     /// Whether the server has sent something we have not read.
     fn answer_waiting(&mut self) -> bool {
         matches!(self.conn.as_mut().map(|c| c.read_ready()), Some(Ok(true)))
@@ -486,9 +493,7 @@ impl<'b, C: Connect> Client<'b, C> {
         let mut sent = 0;
         let mut done = 0;
         while done < count {
-            let window_open = sent < count
-                && (sent == done
-                    || (self.pipelining && self.conn.is_some() && sent - done < PIPELINE_WINDOW));
+            let window_open = self.may_send(sent, done, count);
             if window_open {
                 let request = {
                     let name = batch.name(sent);

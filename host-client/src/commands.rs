@@ -193,14 +193,21 @@ fn backup_many(s: &mut Session<'_>, planned: &[Planned]) -> Result<(), Failure> 
     }
     result.map_err(|stop| {
         let path = planned.get(stop.index).map_or_else(String::new, |f| f.path.display().to_string());
-        let mut failure = s.explain(format!("backing up {path}"), stop.error);
-        failure.message.push_str(&format!(
-            " ({} of {} files were backed up before it)",
-            stop.index,
-            planned.len()
-        ));
-        failure
+        batch_failure(s, format!("backing up {path}"), "backed up", stop, planned.len())
     })
+}
+
+/// Explains where a batch stopped, and how much of it was done.
+fn batch_failure<L: std::fmt::Display + std::fmt::Debug>(
+    s: &Session<'_>,
+    doing: String,
+    done: &str,
+    stop: backup_core::BatchError<std::io::Error, L>,
+    total: usize,
+) -> Failure {
+    let mut failure = s.explain(doing, stop.error);
+    failure.message.push_str(&format!(" ({} of {total} files were {done} before it)", stop.index));
+    failure
 }
 
 /// Planned files for the core's batch, opened as they are sent.
@@ -241,13 +248,7 @@ fn restore_many(s: &mut Session<'_>, files: &[(String, PathBuf)], force: bool) -
     }
     result.map_err(|stop| {
         let name = files.get(stop.index).map_or("", |(name, _)| name.as_str());
-        let mut failure = s.explain(format!("restoring {name}"), stop.error);
-        failure.message.push_str(&format!(
-            " ({} of {} files were restored before it)",
-            stop.index,
-            files.len()
-        ));
-        failure
+        batch_failure(s, format!("restoring {name}"), "restored", stop, files.len())
     })
 }
 

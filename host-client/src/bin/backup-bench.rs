@@ -206,24 +206,21 @@ impl Rsync {
     }
 
     fn push(&self, src: &Path, dest: &str, fsync: bool) -> Duration {
-        let started = Instant::now();
-        let mut cmd = Command::new("rsync");
-        cmd.args(["-a", "--whole-file"]);
-        if fsync {
-            cmd.arg("--fsync");
-        }
-        run(cmd.arg(format!("{}/", src.display())).arg(format!("rsync://127.0.0.1:{}/m/{dest}/", self.port)));
-        started.elapsed()
+        self.rsync(format!("{}/", src.display()), format!("rsync://127.0.0.1:{}/m/{dest}/", self.port), fsync)
     }
 
     fn pull(&self, src: &str, dest: &Path, fsync: bool) -> Duration {
+        self.rsync(format!("rsync://127.0.0.1:{}/m/{src}/", self.port), format!("{}/", dest.display()), fsync)
+    }
+
+    fn rsync(&self, from: String, to: String, fsync: bool) -> Duration {
         let started = Instant::now();
         let mut cmd = Command::new("rsync");
         cmd.args(["-a", "--whole-file"]);
         if fsync {
             cmd.arg("--fsync");
         }
-        run(cmd.arg(format!("rsync://127.0.0.1:{}/m/{src}/", self.port)).arg(format!("{}/", dest.display())));
+        run(cmd.arg(from).arg(to));
         started.elapsed()
     }
 }
