@@ -81,27 +81,28 @@ fn sample_responses() -> Vec<Vec<u8>> {
     ]
 }
 
+/// Decoding `bytes` split at any one point, or fed a byte at a time, gives
+/// what decoding it whole gives.
+fn assert_every_split_decodes_identically(bytes: &[u8], feed: fn(&[&[u8]]) -> Decoded2) {
+    let whole = feed(&[bytes]);
+    for cut in 1..bytes.len() {
+        assert_eq!(feed(&[&bytes[..cut], &bytes[cut..]]), whole, "cut at {cut}");
+    }
+    let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+    assert_eq!(feed(&singles), whole, "one byte at a time");
+}
+
 #[test]
 fn requests_split_at_every_boundary_decode_identically() {
     for bytes in sample_requests() {
-        let whole = feed_request(&[&bytes]);
-        for cut in 1..bytes.len() {
-            assert_eq!(feed_request(&[&bytes[..cut], &bytes[cut..]]), whole, "cut at {cut}");
-        }
-        let singles: Vec<&[u8]> = bytes.chunks(1).collect();
-        assert_eq!(feed_request(&singles), whole, "one byte at a time");
+        assert_every_split_decodes_identically(&bytes, feed_request);
     }
 }
 
 #[test]
 fn responses_split_at_every_boundary_decode_identically() {
     for bytes in sample_responses() {
-        let whole = feed_response(&[&bytes]);
-        for cut in 1..bytes.len() {
-            assert_eq!(feed_response(&[&bytes[..cut], &bytes[cut..]]), whole, "cut at {cut}");
-        }
-        let singles: Vec<&[u8]> = bytes.chunks(1).collect();
-        assert_eq!(feed_response(&singles), whole, "one byte at a time");
+        assert_every_split_decodes_identically(&bytes, feed_response);
     }
 }
 

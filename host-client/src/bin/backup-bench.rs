@@ -318,30 +318,15 @@ fn main() {
     }
     drop(rsync);
     let [ours_up, ours_down, nosync_up, nosync_down, rs_up, rs_down, rsp_up, rsp_down] = r.map(Stat);
-    rows.push(Row {
-        workload: format!("2 back up {n} x 4 KiB, synced"),
-        unit: "files/s",
-        ours: ours_up,
-        peers: vec![("rsync --fsync", rs_up)],
-    });
-    rows.push(Row {
-        workload: format!("2 restore {n} x 4 KiB, synced"),
-        unit: "files/s",
-        ours: ours_down,
-        peers: vec![("rsync --fsync", rs_down)],
-    });
-    rows.push(Row {
-        workload: format!("2 back up {n} x 4 KiB, no sync"),
-        unit: "files/s",
-        ours: nosync_up,
-        peers: vec![("rsync", rsp_up)],
-    });
-    rows.push(Row {
-        workload: format!("2 restore {n} x 4 KiB (client syncs)"),
-        unit: "files/s",
-        ours: nosync_down,
-        peers: vec![("rsync", rsp_down)],
-    });
+    for (what, ours, peer, theirs) in [
+        ("back up {n} x 4 KiB, synced", ours_up, "rsync --fsync", rs_up),
+        ("restore {n} x 4 KiB, synced", ours_down, "rsync --fsync", rs_down),
+        ("back up {n} x 4 KiB, no sync", nosync_up, "rsync", rsp_up),
+        ("restore {n} x 4 KiB (client syncs)", nosync_down, "rsync", rsp_down),
+    ] {
+        let workload = format!("2 {}", what.replace("{n}", &n.to_string()));
+        rows.push(Row { workload, unit: "files/s", ours, peers: vec![(peer, theirs)] });
+    }
 
     // 3. Many clients at once; per-request latency. 4. Server memory.
     let clients = o.clients;
