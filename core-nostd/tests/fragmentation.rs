@@ -8,14 +8,46 @@ use proptest::prelude::*;
 /// A decoded message: its header fields rendered for comparison, and its payload.
 type Decoded2 = (String, Vec<u8>);
 
-fn feed_request(pieces: &[&[u8]]) -> Decoded2 {
-    let mut dec = RequestDecoder::new();
+/// What the two decoders have in common, for one feeding loop.
+trait Decoder: Default {
+    fn feed<'i>(&mut self, input: &'i [u8]) -> (usize, Decoded<'i>);
+    fn is_complete(&self) -> bool;
+    fn header_text(&self) -> String;
+}
+
+impl Decoder for RequestDecoder {
+    fn feed<'i>(&mut self, input: &'i [u8]) -> (usize, Decoded<'i>) {
+        RequestDecoder::feed(self, input).unwrap()
+    }
+    fn is_complete(&self) -> bool {
+        RequestDecoder::is_complete(self)
+    }
+    fn header_text(&self) -> String {
+        format!("{:?}", self.header().unwrap())
+    }
+}
+
+impl Decoder for ResponseDecoder {
+    fn feed<'i>(&mut self, input: &'i [u8]) -> (usize, Decoded<'i>) {
+        ResponseDecoder::feed(self, input).unwrap()
+    }
+    fn is_complete(&self) -> bool {
+        ResponseDecoder::is_complete(self)
+    }
+    fn header_text(&self) -> String {
+        format!("{:?}", self.header().unwrap())
+    }
+}
+
+/// Feeds one message in the given pieces; it must end exactly with them.
+fn feed_all<D: Decoder>(pieces: &[&[u8]]) -> Decoded2 {
+    let mut dec = D::default();
     let mut payload = Vec::new();
     for piece in pieces {
         let mut pos = 0;
         while pos < piece.len() {
             assert!(!dec.is_complete(), "input left after a complete message");
-            let (used, ev) = dec.feed(&piece[pos..]).unwrap();
+            let (used, ev) = dec.feed(&piece[pos..]);
             if let Decoded::Payload(p) = ev {
                 payload.extend_from_slice(p);
             }
@@ -23,24 +55,15 @@ fn feed_request(pieces: &[&[u8]]) -> Decoded2 {
         }
     }
     assert!(dec.is_complete());
-    (format!("{:?}", dec.header().unwrap()), payload)
+    (dec.header_text(), payload)
+}
+
+fn feed_request(pieces: &[&[u8]]) -> Decoded2 {
+    feed_all::<RequestDecoder>(pieces)
 }
 
 fn feed_response(pieces: &[&[u8]]) -> Decoded2 {
-    let mut dec = ResponseDecoder::new();
-    let mut payload = Vec::new();
-    for piece in pieces {
-        let mut pos = 0;
-        while pos < piece.len() {
-            let (used, ev) = dec.feed(&piece[pos..]).unwrap();
-            if let Decoded::Payload(p) = ev {
-                payload.extend_from_slice(p);
-            }
-            pos += used;
-        }
-    }
-    assert!(dec.is_complete());
-    (format!("{:?}", dec.header().unwrap()), payload)
+    feed_all::<ResponseDecoder>(pieces)
 }
 
 fn request_bytes(req: &Request<'_>, payload: &[u8]) -> Vec<u8> {
