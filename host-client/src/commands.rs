@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use backup_core::wire::{MAX_FILE_SIZE, validate_name};
 use backup_core::{Client, ClientError};
+use write_behind::WriteBehind;
 
 use crate::failure::{Context, Failure};
+use crate::finisher::{self, Finisher, Restored};
 use crate::progress::{Mode, Progress, ProgressReader, ProgressWriter};
 use crate::transport::TcpConnector;
 
@@ -116,10 +118,15 @@ pub fn prepare_restore(names: &[String], output: Option<&Path>, force: bool) -> 
     if names.len() > 1 && output.is_some_and(|o| !o.is_dir()) {
         return Err(Failure::usage("with several names, -o must be an existing folder"));
     }
-    let files = names
+    let files: Vec<(String, PathBuf)> = names
         .iter()
         .map(|name| Ok((name.clone(), restore_target(name, output, force)?)))
         .collect::<Result<_, Failure>>()?;
+    // Two restores into one file would race to replace each other.
+    let mut targets = std::collections::HashSet::new();
+    if let Some((name, _)) = files.iter().find(|(_, target)| !targets.insert(target)) {
+        return Err(Failure::usage(format!("{name} is named twice; restore each file once")));
+    }
     Ok(Prepared::Restore { files, force })
 }
 
@@ -236,33 +243,44 @@ impl<'a> backup_core::Batch for PlannedBatch<'a> {
 }
 
 /// Several restores as one pipelined batch, each into a temporary file
-/// beside its target, renamed when complete and synced.
+/// beside its target; a thread of its own syncs each and renames it into
+/// place while the next ones arrive.
 fn restore_many(s: &mut Session<'_>, files: &[(String, PathBuf)], force: bool) -> Result<(), Failure> {
+    let finisher = Finisher::start(force, s.mode)
+        .map_err(|e| Failure::local(format!("cannot start a thread to finish restores: {e}")))?;
     let progress = Progress::start(s.mode, &format!("{} files", files.len()), 0);
-    let mut batch = Targets { files, force, progress: &progress, mode: s.mode, bytes: 0 };
+    let mut batch = Targets { files, progress: &progress, finisher: &finisher };
     let result = s.client.restore_batch(files.len(), &mut batch);
-    let bytes = batch.bytes;
     progress.finish();
-    if result.is_ok() && s.mode == Mode::Bar {
-        out!("restored {} files ({bytes} bytes)", files.len());
+    // Every file the server sent whole is finished, even when a later one
+    // failed.
+    let finished = finisher.wait();
+    // A file that failed to finish comes before any failure the batch saw.
+    if let Some((index, name, e)) = finished.failure {
+        return Err(Failure::local(format!(
+            "restoring {name}: {e} ({index} of {} files were restored before it)",
+            files.len()
+        )));
     }
     result.map_err(|stop| {
         let name = files.get(stop.index).map_or("", |(name, _)| name.as_str());
         batch_failure(s, format!("restoring {name}"), "restored", stop, files.len())
-    })
+    })?;
+    if s.mode == Mode::Bar {
+        out!("restored {} files ({} bytes)", finished.files, finished.bytes);
+    }
+    Ok(())
 }
 
 /// Restore targets for the core's batch.
 struct Targets<'a> {
     files: &'a [(String, PathBuf)],
-    force: bool,
     progress: &'a Progress,
-    mode: Mode,
-    bytes: u64,
+    finisher: &'a Finisher,
 }
 
 impl<'a> backup_core::RestoreBatch for Targets<'a> {
-    type Writer = ProgressWriter<'a, tempfile::NamedTempFile>;
+    type Writer = ProgressWriter<'a, WriteBehind<tempfile::NamedTempFile>>;
 
     fn name(&mut self, index: usize) -> &str {
         self.files.get(index).map_or("", |(name, _)| name.as_str())
@@ -270,24 +288,16 @@ impl<'a> backup_core::RestoreBatch for Targets<'a> {
 
     fn open(&mut self, index: usize, size: u32) -> std::io::Result<Self::Writer> {
         let target = self.files.get(index).map(|(_, t)| t.as_path()).unwrap_or(Path::new("."));
-        let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         self.progress.add_total(u64::from(size));
-        Ok(ProgressWriter { inner: tempfile::NamedTempFile::new_in(dir)?, progress: self.progress })
+        let temp = tempfile::NamedTempFile::new_in(finisher::parent(target))?;
+        Ok(ProgressWriter { inner: WriteBehind::new(temp), progress: self.progress })
     }
 
     fn finish(&mut self, index: usize, writer: Self::Writer) -> std::io::Result<()> {
         let Some((name, target)) = self.files.get(index) else { return Ok(()) };
-        let temp = writer.inner;
-        temp.as_file().sync_data()?;
-        let size = temp.as_file().metadata()?.len();
-        let persisted = if self.force { temp.persist(target) } else { temp.persist_noclobber(target) };
-        persisted
-            .map_err(|e| std::io::Error::new(e.error.kind(), format!("{}: {}", target.display(), e.error)))?;
-        self.bytes += size;
-        if self.mode == Mode::Lines {
-            out!("restored {name} to {} ({size} bytes)", target.display());
-        }
-        Ok(())
+        let size = writer.inner.written();
+        let temp = writer.inner.into_inner();
+        self.finisher.submit(Restored { index, name: name.clone(), temp, target: target.clone(), size })
     }
 }
 
@@ -313,15 +323,12 @@ fn restore_target(name: &str, output: Option<&Path>, force: bool) -> Result<Path
 /// Restores into a temporary file beside `target`, renamed over it only once
 /// complete and synced; without `force`, never over an existing file.
 fn restore_to(s: &mut Session<'_>, name: &str, target: &Path, force: bool) -> Result<u32, Failure> {
-    let dir = match target.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    let dir = finisher::parent(target);
     let doing = format!("restoring {name}");
     let temp = tempfile::NamedTempFile::new_in(dir)
         .map_err(|e| Failure::local(format!("{doing}: cannot write in {}: {e}", dir.display())))?;
     let progress = Progress::start(s.mode, name, 0);
-    let mut sink = ProgressWriter { inner: temp.as_file(), progress: &progress };
+    let mut sink = ProgressWriter { inner: WriteBehind::new(temp.as_file()), progress: &progress };
     let result = s.client.restore(name, &mut sink, |size| progress.set_total(u64::from(size)));
     progress.finish();
     // On failure the temporary file is removed and the target untouched.
@@ -332,6 +339,8 @@ fn restore_to(s: &mut Session<'_>, name: &str, target: &Path, force: bool) -> Re
     persisted.map_err(|e| {
         Failure::local(format!("{doing}: cannot move it to {}: {}", target.display(), e.error))
     })?;
+    finisher::sync_folder(dir)
+        .map_err(|e| Failure::local(format!("{doing}: syncing {}: {e}", dir.display())))?;
     s.say(format_args!("restored {name} to {} ({size} bytes)", target.display()));
     Ok(size)
 }

@@ -5,6 +5,7 @@ pub mod address;
 pub mod backup_info;
 pub mod commands;
 pub mod failure;
+pub mod finisher;
 pub mod identity;
 pub mod progress;
 pub mod transport;

@@ -336,6 +336,30 @@ fn restoring_an_unknown_name_exits_3_and_leaves_no_file() {
 }
 
 #[test]
+fn a_batch_restore_keeps_the_files_before_an_unknown_name_and_refuses_duplicates() {
+    let server = RealServer::start(|_| {});
+    let work = Workdir::new();
+    let addr = server.addr.to_string();
+    let s = ["--server", addr.as_str(), "--user", "5"];
+    let big = pattern(20 << 20, 5);
+    let a = work.write("a.bin", &big).display().to_string();
+    let b = work.write("b.txt", b"bee").display().to_string();
+    let c = work.write("c.txt", b"sea").display().to_string();
+    assert_exit(&work.client(&[&s[..], &["backup", &a, &b, &c]].concat()), 0);
+    std::fs::create_dir(work.path("out")).unwrap();
+    let twice = work.client(&[&s[..], &["restore", "-o", "out", "a.bin", "b.txt", "a.bin"]].concat());
+    assert_exit(&twice, 2);
+    assert!(stderr(&twice).contains("a.bin is named twice"), "{}", stderr(&twice));
+    let out = work.client(&[&s[..], &["restore", "-o", "out", "a.bin", "b.txt", "ghost", "c.txt"]].concat());
+    assert_exit(&out, 3);
+    assert!(stderr(&out).contains("ghost") && stderr(&out).contains("2 of 4"), "{}", stderr(&out));
+    assert!(std::fs::read(work.path("out/a.bin")).unwrap() == big, "a.bin restored byte for byte");
+    assert_eq!(std::fs::read(work.path("out/b.txt")).unwrap(), b"bee");
+    let left: Vec<_> = std::fs::read_dir(work.path("out")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 2, "c.txt not restored, no temporary file left behind: {left:?}");
+}
+
+#[test]
 fn restore_refuses_to_overwrite_without_force_and_replaces_with_it() {
     let server = RealServer::start(|_| {});
     let work = Workdir::new();

@@ -21,6 +21,7 @@ use backup_core::store::{Listing, Store};
 use backup_core::wire::validate_name;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
+use write_behind::WriteBehind;
 
 /// Folder below the root that holds uploads in progress. User folders are
 /// named by decimal user ids, so it cannot collide with one.
@@ -83,12 +84,13 @@ impl Clone for FsStore {
 /// An upload in progress: a temporary file that is removed unless committed.
 #[derive(Debug)]
 pub struct FsUpload {
-    file: File,
+    /// Big uploads start their writeback as they arrive, so the sync before
+    /// the 212 has little left to write.
+    file: WriteBehind<File>,
     tmp_name: String,
     user: u32,
     name: String,
     size: u32,
-    written: u64,
     done: bool,
     store: Arc<Inner>,
 }
@@ -300,12 +302,11 @@ impl Store for FsStore {
             }
         };
         let upload = FsUpload {
-            file: File::from(fd),
+            file: WriteBehind::new(File::from(fd)),
             tmp_name,
             user,
             name: name.to_owned(),
             size,
-            written: 0,
             done: false,
             store: inner.clone(),
         };
@@ -322,11 +323,10 @@ impl Store for FsStore {
     }
 
     fn write_upload(&mut self, upload: &mut FsUpload, chunk: &[u8]) -> Result<(), StoreError> {
-        if upload.written + chunk.len() as u64 > u64::from(upload.size) {
+        if upload.file.written() + chunk.len() as u64 > u64::from(upload.size) {
             return Err(StoreError::TooLarge);
         }
         upload.file.write_all(chunk).map_err(|e| store_error(e, "write", &upload.name))?;
-        upload.written += chunk.len() as u64;
         Ok(())
     }
 
@@ -339,12 +339,12 @@ impl Store for FsStore {
     /// which makes the rename durable, waits for `sync`, so that one sync
     /// serves every backup of a pipelined run.
     fn commit_upload_deferred(&mut self, mut upload: FsUpload) -> Result<(), StoreError> {
-        if upload.written != u64::from(upload.size) {
+        if upload.file.written() != u64::from(upload.size) {
             return Err(StoreError::Io);
         }
         let inner = &self.inner;
         if inner.options.durable {
-            upload.file.sync_data().map_err(|e| store_error(e, "sync", &upload.name))?;
+            upload.file.get_ref().sync_data().map_err(|e| store_error(e, "sync", &upload.name))?;
         }
         let dir = inner
             .user_dir_or_create(upload.user)
