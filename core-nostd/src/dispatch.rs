@@ -535,6 +535,10 @@ impl<'b, S: Store> Dispatcher<'b, S> {
     }
 
     fn delete<C: Write>(&mut self, conn: &mut C, req: &Current) -> Done<C::Error> {
+        // A held backup of this name must land before it is deleted.
+        if let Err(e) = self.settle(conn) {
+            return Done::lost("connection failed", SessionEnd::Transport(e));
+        }
         match self.store.delete(req.user, req.name.as_str()) {
             Ok(()) => self.respond(conn, req, Status::Done, 0),
             Err(StoreError::NotFound) => self.respond(conn, req, Status::NotFound, 0),

@@ -30,11 +30,14 @@ pub trait Store {
     fn write_upload(&mut self, upload: &mut Self::Upload, chunk: &[u8]) -> Result<(), StoreError>;
     /// Makes the complete upload the file's current version, durably.
     fn commit_upload(&mut self, upload: Self::Upload) -> Result<(), StoreError>;
-    /// Makes the complete upload the file's current version, but may leave
-    /// part of making that durable (a folder sync, say) to the next
-    /// [`sync`](Store::sync), so that one sync serves many uploads. The
-    /// dispatcher acknowledges such uploads only after that sync. By default
-    /// this is [`commit_upload`](Store::commit_upload).
+    /// Like [`commit_upload`](Store::commit_upload), but may leave making
+    /// the upload durable, and even current, to the next
+    /// [`sync`](Store::sync), so that one sync serves many uploads (the
+    /// server syncs their data in parallel and their folder once). The
+    /// dispatcher acknowledges such uploads only after that sync, and syncs
+    /// before any request that reads or removes files (restore, list,
+    /// delete). A deferred commit that fails later fails that sync. By
+    /// default this is [`commit_upload`](Store::commit_upload).
     fn commit_upload_deferred(&mut self, upload: Self::Upload) -> Result<(), StoreError> {
         self.commit_upload(upload)
     }

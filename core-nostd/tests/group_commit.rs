@@ -15,6 +15,7 @@ use backup_core::{Config, Dispatcher, Outcome, RamStore, SessionEnd, StoreError}
 enum Event {
     Commit(String),
     Sync,
+    Delete(String),
     Sent(u16, String),
 }
 
@@ -65,6 +66,7 @@ impl Store for Logged {
         self.inner.read(reader, buf)
     }
     fn delete(&mut self, user: u32, name: &str) -> Result<(), StoreError> {
+        self.log.borrow_mut().push(Event::Delete(name.to_string()));
         self.inner.delete(user, name)
     }
     fn list(&mut self, user: u32) -> Result<RamListing<'_>, StoreError> {
@@ -140,6 +142,12 @@ fn restore(name: &str) -> Vec<u8> {
     b
 }
 
+fn delete(name: &str) -> Vec<u8> {
+    let mut b = vec![7, 0, 0, 0, 2, 201, name.len() as u8, 0];
+    b.extend_from_slice(name.as_bytes());
+    b
+}
+
 fn serve(input: Vec<u8>, ready: bool, max_file_size: u32) -> (Vec<Event>, SessionEnd<Infallible>) {
     let log: Log = Rc::default();
     let mut store = Logged { inner: RamStore::new(), log: log.clone(), pending: Vec::new() };
@@ -178,6 +186,13 @@ fn pipelined_backups_share_one_sync_and_their_212s_follow_it_before_the_next_res
         ]
     );
     assert_eq!(end, SessionEnd::Closed);
+}
+
+#[test]
+fn a_delete_after_a_held_backup_of_the_same_name_waits_for_its_sync() {
+    let input = [backup("a", b"1"), delete("a")].concat();
+    let (events, _) = serve(input, true, u32::MAX);
+    assert_eq!(events, [commit("a"), Event::Sync, sent(212, "a"), Event::Delete("a".into()), sent(212, "a")]);
 }
 
 #[test]

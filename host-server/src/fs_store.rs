@@ -3,9 +3,11 @@
 //! A backup is written to a new file in `ROOT/.tmp` (outside every user
 //! folder, so it can never be listed, restored or mistaken for a user's
 //! dot-file), `fdatasync`ed, renamed over the old version, and the user folder
-//! is `fsync`ed before the commit returns and 212 is sent. Every path below the
-//! root is walked `openat`-style with `O_NOFOLLOW`, so a symbolic link planted
-//! in the tree leads nowhere.
+//! is `fsync`ed before 212 is sent. Pipelined backups are group-committed:
+//! their data is synced by several threads at once, then each is renamed in
+//! order, then each touched folder is synced once, then their 212s go out.
+//! Every path below the root is walked `openat`-style with `O_NOFOLLOW`, so a
+//! symbolic link planted in the tree leads nowhere.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -66,18 +68,32 @@ struct Inner {
     next_tmp: AtomicU64,
 }
 
+/// Complete uploads held for one group commit, at most: each holds an open
+/// file, and this many syncs at once keep the disk busy.
+const MAX_PENDING: usize = 64;
+
+/// Threads that sync a group's files at once. The kernel merges their
+/// flushes: on a virtio disk, 1 thread did 5,200 small-file syncs per
+/// second, 4 threads 11,500, 8 threads 15,000.
+const SYNC_THREADS: usize = 8;
+
 /// Filesystem storage shared by every connection; cloning is cheap, and
 /// each clone (one per connection) keeps its own group-commit state.
 #[derive(Debug)]
 pub struct FsStore {
     inner: Arc<Inner>,
+    /// Complete uploads of deferred commits: data not yet synced, not yet
+    /// renamed into place. Dropping them removes their temporary files.
+    pending: Vec<FsUpload>,
     /// User folders holding renames not yet made durable by `sync`.
     unsynced: Vec<(u32, OwnedFd)>,
+    /// A deferred commit failed after it returned: the next sync fails.
+    failed: Option<StoreError>,
 }
 
 impl Clone for FsStore {
     fn clone(&self) -> Self {
-        FsStore { inner: self.inner.clone(), unsynced: Vec::new() }
+        FsStore { inner: self.inner.clone(), pending: Vec::new(), unsynced: Vec::new(), failed: None }
     }
 }
 
@@ -136,6 +152,46 @@ impl Listing for FsListing {
 }
 
 impl FsStore {
+    /// Syncs the data of the held uploads, several at once, then renames
+    /// each into place in order. Returns how the last one (the upload being
+    /// committed) fared; an earlier one's failure is kept for `sync`.
+    fn place_pending(&mut self) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut self.pending);
+        let synced = sync_data_all(&pending);
+        let mut last = Ok(());
+        let count = pending.len();
+        for (i, (upload, synced)) in pending.into_iter().zip(synced).enumerate() {
+            // An upload whose data did not sync is dropped: its temporary
+            // file is removed and the previous version stays.
+            let result = synced.and_then(|()| self.place(upload));
+            match result {
+                Err(e) if i + 1 < count => {
+                    self.failed.get_or_insert(e);
+                }
+                _ => last = result,
+            }
+        }
+        last
+    }
+
+    /// Renames a complete (and, when durable, synced) upload over the
+    /// file's previous version; its folder's sync waits for `sync`.
+    fn place(&mut self, mut upload: FsUpload) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let dir = inner
+            .user_dir_or_create(upload.user)
+            .map_err(|e| store_error(e.into(), "open user folder", ""))?;
+        let replaced = Inner::file_size(&dir, &upload.name)?.unwrap_or(0);
+        rustix::fs::renameat(&inner.tmp_dir, upload.tmp_name.as_str(), &dir, upload.name.as_str())
+            .map_err(|e| store_error(e.into(), "rename into place", &upload.name))?;
+        upload.done = true;
+        inner.release(upload.user, u64::from(upload.size), Some((u64::from(upload.size), replaced)));
+        if inner.options.durable && !self.unsynced.iter().any(|(user, _)| *user == upload.user) {
+            self.unsynced.push((upload.user, dir));
+        }
+        Ok(())
+    }
+
     /// Opens (creating, owner-only) the storage root, and removes temporary
     /// files that a previous run left behind.
     pub fn open(root: &Path, options: StoreOptions) -> io::Result<FsStore> {
@@ -152,7 +208,9 @@ impl FsStore {
         let tmp_dir = open_or_create_dir(&root_dir, TMP_DIR)
             .map_err(|e| with_path(e.into(), "open temporary folder", &root.join(TMP_DIR)))?;
         let store = FsStore {
+            pending: Vec::new(),
             unsynced: Vec::new(),
+            failed: None,
             inner: Arc::new(Inner {
                 root,
                 root_dir,
@@ -331,37 +389,33 @@ impl Store for FsStore {
     }
 
     fn commit_upload(&mut self, upload: FsUpload) -> Result<(), StoreError> {
-        self.commit_upload_deferred(upload)?;
-        self.sync()
+        let committed = self.commit_upload_deferred(upload);
+        let synced = self.sync();
+        committed.and(synced)
     }
 
-    /// Syncs the file's data and renames it into place; the folder's sync,
-    /// which makes the rename durable, waits for `sync`, so that one sync
-    /// serves every backup of a pipelined run.
-    fn commit_upload_deferred(&mut self, mut upload: FsUpload) -> Result<(), StoreError> {
+    /// Holds the upload for the next `sync`, which syncs the data of every
+    /// held upload at once, renames them into place in order and syncs each
+    /// touched folder once. Without syncing, renames it into place at once.
+    fn commit_upload_deferred(&mut self, upload: FsUpload) -> Result<(), StoreError> {
         if upload.file.written() != u64::from(upload.size) {
             return Err(StoreError::Io);
         }
-        let inner = &self.inner;
-        if inner.options.durable {
-            upload.file.get_ref().sync_data().map_err(|e| store_error(e, "sync", &upload.name))?;
+        if !self.inner.options.durable {
+            return self.place(upload);
         }
-        let dir = inner
-            .user_dir_or_create(upload.user)
-            .map_err(|e| store_error(e.into(), "open user folder", ""))?;
-        let replaced = Inner::file_size(&dir, &upload.name)?.unwrap_or(0);
-        rustix::fs::renameat(&inner.tmp_dir, upload.tmp_name.as_str(), &dir, upload.name.as_str())
-            .map_err(|e| store_error(e.into(), "rename into place", &upload.name))?;
-        upload.done = true;
-        inner.release(upload.user, u64::from(upload.size), Some((u64::from(upload.size), replaced)));
-        if inner.options.durable && !self.unsynced.iter().any(|(user, _)| *user == upload.user) {
-            self.unsynced.push((upload.user, dir));
+        self.pending.push(upload);
+        if self.pending.len() < MAX_PENDING {
+            return Ok(());
         }
-        Ok(())
+        self.place_pending()
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
-        let mut result = Ok(());
+        let mut result = self.place_pending();
+        if let Some(e) = self.failed.take() {
+            result = Err(e);
+        }
         for (user, dir) in self.unsynced.drain(..) {
             if let Err(e) = rustix::fs::fsync(&dir) {
                 result = Err(store_error(e.into(), "sync folder of user", &user.to_string()));
@@ -434,6 +488,37 @@ fn scan(dir: &OwnedFd) -> Result<Vec<(String, u64)>, StoreError> {
         }
     }
     Ok(files)
+}
+
+/// `fdatasync` of each upload, in parallel when there are several: one
+/// result per upload, in order.
+fn sync_data_all(uploads: &[FsUpload]) -> Vec<Result<(), StoreError>> {
+    let sync = |upload: &FsUpload| {
+        upload.file.get_ref().sync_data().map_err(|e| store_error(e, "sync", &upload.name))
+    };
+    if uploads.len() <= 1 {
+        return uploads.iter().map(sync).collect();
+    }
+    let per_thread = uploads.len().div_ceil(SYNC_THREADS);
+    std::thread::scope(|scope| {
+        let started: Vec<_> = uploads
+            .chunks(per_thread)
+            .map(|chunk| {
+                let spawned = std::thread::Builder::new()
+                    .name("sync".into())
+                    .spawn_scoped(scope, move || chunk.iter().map(sync).collect::<Vec<_>>());
+                (chunk, spawned)
+            })
+            .collect();
+        started
+            .into_iter()
+            .flat_map(|(chunk, spawned)| match spawned {
+                Ok(thread) => thread.join().unwrap_or_else(|_| vec![Err(StoreError::Io); chunk.len()]),
+                // No thread to be had: sync this share here.
+                Err(_) => chunk.iter().map(sync).collect(),
+            })
+            .collect()
+    })
 }
 
 fn dir_flags() -> OFlags {
