@@ -8,7 +8,7 @@ use backup_core::{Client, ClientError};
 use write_behind::WriteBehind;
 
 use crate::failure::{Context, Failure};
-use crate::finisher::{self, Finisher, Restored};
+use crate::finisher::{self, Finisher, Placement, Restored};
 use crate::progress::{Mode, Progress, ProgressReader, ProgressWriter};
 use crate::transport::TcpConnector;
 
@@ -98,7 +98,7 @@ fn plan(path: &Path, as_name: Option<&str>) -> Result<Planned, Failure> {
 /// valid, nothing would be overwritten. Nothing has touched the network yet.
 pub enum Prepared {
     Backup(Vec<Planned>),
-    Restore { files: Vec<(String, PathBuf)>, force: bool },
+    Restore { files: Vec<(String, PathBuf)>, how: Placement },
     Delete(Vec<String>),
     List,
     Run { planned: Vec<Planned>, force: bool },
@@ -114,20 +114,20 @@ pub fn prepare_backup(files: &[PathBuf], as_name: Option<&str>) -> Result<Prepar
 
 /// Checks `restore NAME... [-o PATH] [--force]`: with several names, PATH
 /// must be a folder.
-pub fn prepare_restore(names: &[String], output: Option<&Path>, force: bool) -> Result<Prepared, Failure> {
+pub fn prepare_restore(names: &[String], output: Option<&Path>, how: Placement) -> Result<Prepared, Failure> {
     if names.len() > 1 && output.is_some_and(|o| !o.is_dir()) {
         return Err(Failure::usage("with several names, -o must be an existing folder"));
     }
     let files: Vec<(String, PathBuf)> = names
         .iter()
-        .map(|name| Ok((name.clone(), restore_target(name, output, force)?)))
+        .map(|name| Ok((name.clone(), restore_target(name, output, how.force)?)))
         .collect::<Result<_, Failure>>()?;
     // Two restores into one file would race to replace each other.
     let mut targets = std::collections::HashSet::new();
     if let Some((name, _)) = files.iter().find(|(_, target)| !targets.insert(target)) {
         return Err(Failure::usage(format!("{name} is named twice; restore each file once")));
     }
-    Ok(Prepared::Restore { files, force })
+    Ok(Prepared::Restore { files, how })
 }
 
 /// Checks `delete NAME...`.
@@ -160,10 +160,10 @@ pub fn execute(s: &mut Session<'_>, prepared: Prepared) -> Result<(), Failure> {
             planned.iter().try_for_each(|file| backup_one(s, file))
         }
         Prepared::Backup(planned) => backup_many(s, &planned),
-        Prepared::Restore { files, force } if files.len() == 1 => {
-            files.iter().try_for_each(|(name, target)| restore_to(s, name, target, force).map(drop))
+        Prepared::Restore { files, how } if files.len() == 1 => {
+            files.iter().try_for_each(|(name, target)| restore_to(s, name, target, how).map(drop))
         }
-        Prepared::Restore { files, force } => restore_many(s, &files, force),
+        Prepared::Restore { files, how } => restore_many(s, &files, how),
         Prepared::Delete(names) => delete(s, &names),
         Prepared::List => {
             for name in list(s)? {
@@ -245,8 +245,8 @@ impl<'a> backup_core::Batch for PlannedBatch<'a> {
 /// Several restores as one pipelined batch, each into a temporary file
 /// beside its target; a thread of its own syncs each and renames it into
 /// place while the next ones arrive.
-fn restore_many(s: &mut Session<'_>, files: &[(String, PathBuf)], force: bool) -> Result<(), Failure> {
-    let finisher = Finisher::start(force, s.mode)
+fn restore_many(s: &mut Session<'_>, files: &[(String, PathBuf)], how: Placement) -> Result<(), Failure> {
+    let finisher = Finisher::start(how, s.mode)
         .map_err(|e| Failure::local(format!("cannot start a thread to finish restores: {e}")))?;
     let progress = Progress::start(s.mode, &format!("{} files", files.len()), 0);
     let mut batch = Targets { files, progress: &progress, finisher: &finisher };
@@ -321,8 +321,9 @@ fn restore_target(name: &str, output: Option<&Path>, force: bool) -> Result<Path
 }
 
 /// Restores into a temporary file beside `target`, renamed over it only once
-/// complete and synced; without `force`, never over an existing file.
-fn restore_to(s: &mut Session<'_>, name: &str, target: &Path, force: bool) -> Result<u32, Failure> {
+/// complete (and synced, unless told not to); without `force`, never over an
+/// existing file.
+fn restore_to(s: &mut Session<'_>, name: &str, target: &Path, how: Placement) -> Result<u32, Failure> {
     let dir = finisher::parent(target);
     let doing = format!("restoring {name}");
     let temp = tempfile::NamedTempFile::new_in(dir)
@@ -333,14 +334,11 @@ fn restore_to(s: &mut Session<'_>, name: &str, target: &Path, force: bool) -> Re
     progress.finish();
     // On failure the temporary file is removed and the target untouched.
     let size = result.map_err(|e| s.explain(doing.clone(), e))?;
-    // fdatasync: the contents and the size, all a restored file needs.
-    temp.as_file().sync_data().map_err(|e| Failure::local(format!("{doing}: {e}")))?;
-    let persisted = if force { temp.persist(target) } else { temp.persist_noclobber(target) };
-    persisted.map_err(|e| {
-        Failure::local(format!("{doing}: cannot move it to {}: {}", target.display(), e.error))
-    })?;
-    finisher::sync_folder(dir)
-        .map_err(|e| Failure::local(format!("{doing}: syncing {}: {e}", dir.display())))?;
+    finisher::place(temp, target, how).map_err(|e| Failure::local(format!("{doing}: {e}")))?;
+    if how.sync {
+        finisher::sync_folder(dir)
+            .map_err(|e| Failure::local(format!("{doing}: syncing {}: {e}", dir.display())))?;
+    }
     s.say(format_args!("restored {name} to {} ({size} bytes)", target.display()));
     Ok(size)
 }
@@ -386,7 +384,7 @@ fn run(s: &mut Session<'_>, planned: &[Planned], force: bool) -> Result<(), Fail
         }
         show_list(s, &next())?;
         let n = next();
-        let size = restore_to(s, &first, Path::new(RUN_RESTORE_AS), force)
+        let size = restore_to(s, &first, Path::new(RUN_RESTORE_AS), Placement { force, sync: true })
             .map_err(|f| Failure { message: format!("{n} {}", f.message), ..f })?;
         out!("{n} restore {first} as tmp: {size} bytes");
         let n = next();

@@ -34,6 +34,16 @@ pub const WORKERS: usize = 8;
 /// descriptor, and a full queue makes the connection wait for the disk.
 const QUEUE_LEN: usize = 64;
 
+/// How restored files are put in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// A rename may replace an existing target.
+    pub force: bool,
+    /// Sync each file before its rename and each folder after (the default).
+    /// Without it a crash soon after a restore can leave files empty.
+    pub sync: bool,
+}
+
 /// A complete restored file, still under its temporary name.
 #[derive(Debug)]
 pub struct Restored {
@@ -73,9 +83,8 @@ pub struct Finisher {
 }
 
 impl Finisher {
-    /// Starts the threads. `force` lets a rename replace an existing target;
-    /// `mode` says whether to print a line per file.
-    pub fn start(force: bool, mode: Mode) -> io::Result<Finisher> {
+    /// Starts the threads; `mode` says whether to print a line per file.
+    pub fn start(how: Placement, mode: Mode) -> io::Result<Finisher> {
         let (queue, files) = sync_channel(QUEUE_LEN);
         let files = Arc::new(Mutex::new(files));
         let (outcomes, collected) = channel();
@@ -85,14 +94,14 @@ impl Finisher {
             let (files, outcomes, failed) = (files.clone(), outcomes.clone(), finisher.failed.clone());
             let worker = std::thread::Builder::new()
                 .name(format!("finisher-{n}"))
-                .spawn(move || work(&files, &outcomes, &failed, force))?;
+                .spawn(move || work(&files, &outcomes, &failed, how))?;
             finisher.workers.push(worker);
         }
         drop(outcomes);
         let failed = finisher.failed.clone();
         let collector = std::thread::Builder::new()
             .name("finisher".into())
-            .spawn(move || collect(&collected, &failed, mode))?;
+            .spawn(move || collect(&collected, &failed, how, mode))?;
         finisher.collector = Some(collector);
         Ok(finisher)
     }
@@ -140,7 +149,7 @@ fn stopped() -> io::Error {
     io::Error::other("stopped after an earlier file failed")
 }
 
-fn work(files: &Mutex<Receiver<Restored>>, outcomes: &Sender<Outcome>, failed: &AtomicBool, force: bool) {
+fn work(files: &Mutex<Receiver<Restored>>, outcomes: &Sender<Outcome>, failed: &AtomicBool, how: Placement) {
     loop {
         // Hold the lock only to take the next file, not while syncing it.
         let next = files.lock().unwrap_or_else(PoisonError::into_inner).recv();
@@ -150,7 +159,8 @@ fn work(files: &Mutex<Receiver<Restored>>, outcomes: &Sender<Outcome>, failed: &
             continue;
         }
         let (index, name) = (file.index, file.name.clone());
-        let result = finish_one(file, force);
+        let size = file.size;
+        let result = place(file.temp, &file.target, how).map(|()| (file.target, size));
         if result.is_err() {
             failed.store(true, Ordering::Relaxed);
         }
@@ -158,18 +168,23 @@ fn work(files: &Mutex<Receiver<Restored>>, outcomes: &Sender<Outcome>, failed: &
     }
 }
 
-fn finish_one(file: Restored, force: bool) -> io::Result<(PathBuf, u64)> {
-    // fdatasync: the contents and the size, all a restored file needs.
-    file.temp.as_file().sync_data()?;
-    let target = file.target;
-    let persisted = if force { file.temp.persist(&target) } else { file.temp.persist_noclobber(&target) };
-    persisted.map_err(|e| io::Error::new(e.error.kind(), format!("{}: {}", target.display(), e.error)))?;
-    Ok((target, file.size))
+/// Syncs a complete temporary file (unless told not to) and renames it over
+/// `target`; without `force`, never over an existing file. The folder's
+/// sync is left to the caller, so that one serves many files.
+pub fn place(temp: NamedTempFile, target: &Path, how: Placement) -> io::Result<()> {
+    if how.sync {
+        // fdatasync: the contents and the size, all a restored file needs.
+        temp.as_file().sync_data()?;
+    }
+    let persisted = if how.force { temp.persist(target) } else { temp.persist_noclobber(target) };
+    persisted
+        .map(drop)
+        .map_err(|e| io::Error::new(e.error.kind(), format!("{}: {}", target.display(), e.error)))
 }
 
 /// Takes the workers' outcomes as they come, reports them in the batch's
 /// order, and syncs the folders once every worker is done.
-fn collect(outcomes: &Receiver<Outcome>, failed: &AtomicBool, mode: Mode) -> Finished {
+fn collect(outcomes: &Receiver<Outcome>, failed: &AtomicBool, how: Placement, mode: Mode) -> Finished {
     let mut done = Finished::default();
     let mut waiting = BTreeMap::new();
     let mut next = 0;
@@ -207,8 +222,8 @@ fn collect(outcomes: &Receiver<Outcome>, failed: &AtomicBool, mode: Mode) -> Fin
             Err(_) => {}
         }
     }
-    for folder in folders {
-        if let Err(e) = sync_folder(&folder) {
+    for folder in folders.iter().filter(|_| how.sync) {
+        if let Err(e) = sync_folder(folder) {
             failed.store(true, Ordering::Relaxed);
             if done.failure.is_none() {
                 let e = io::Error::new(e.kind(), format!("syncing folder {}: {e}", folder.display()));
@@ -233,6 +248,8 @@ pub fn parent(target: &Path) -> &Path {
 mod tests {
     use super::*;
 
+    const SAFE: Placement = Placement { force: false, sync: true };
+
     fn restored(dir: &Path, index: usize, body: &[u8], target: &str) -> Restored {
         let mut temp = NamedTempFile::new_in(dir).unwrap();
         io::Write::write_all(&mut temp, body).unwrap();
@@ -242,7 +259,7 @@ mod tests {
     #[test]
     fn every_submitted_file_lands_under_its_target_name() {
         let dir = tempfile::tempdir().unwrap();
-        let finisher = Finisher::start(false, Mode::Quiet).unwrap();
+        let finisher = Finisher::start(SAFE, Mode::Quiet).unwrap();
         for i in 0..200 {
             finisher
                 .submit(restored(dir.path(), i, format!("file {i}").as_bytes(), &format!("t{i}")))
@@ -265,7 +282,7 @@ mod tests {
     fn an_existing_target_is_the_reported_failure_and_stays_untouched() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t1"), b"mine").unwrap();
-        let finisher = Finisher::start(false, Mode::Quiet).unwrap();
+        let finisher = Finisher::start(SAFE, Mode::Quiet).unwrap();
         finisher.submit(restored(dir.path(), 0, b"zero", "t0")).unwrap();
         finisher.submit(restored(dir.path(), 1, b"one", "t1")).unwrap();
         let finished = finisher.wait();
@@ -279,7 +296,7 @@ mod tests {
     fn after_a_failure_no_further_file_is_accepted() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t0"), b"mine").unwrap();
-        let finisher = Finisher::start(false, Mode::Quiet).unwrap();
+        let finisher = Finisher::start(SAFE, Mode::Quiet).unwrap();
         finisher.submit(restored(dir.path(), 0, b"zero", "t0")).unwrap();
         // The failure is noticed asynchronously; within a moment, submissions
         // are refused.
@@ -295,7 +312,7 @@ mod tests {
     #[test]
     fn a_file_refused_after_a_failure_leaves_no_temporary_file() {
         let dir = tempfile::tempdir().unwrap();
-        let finisher = Finisher::start(false, Mode::Quiet).unwrap();
+        let finisher = Finisher::start(SAFE, Mode::Quiet).unwrap();
         finisher.failed.store(true, Ordering::Relaxed);
         assert!(finisher.submit(restored(dir.path(), 0, b"zero", "t0")).is_err());
         drop(finisher);

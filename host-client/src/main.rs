@@ -7,6 +7,7 @@ use std::time::Duration;
 use backup_client::address;
 use backup_client::commands::{self, Prepared, Session};
 use backup_client::failure::Failure;
+use backup_client::finisher::Placement;
 use backup_client::identity;
 use backup_client::progress::Mode;
 use backup_client::transport::TcpConnector;
@@ -86,6 +87,12 @@ enum Command {
         /// Replace an existing file at the destination.
         #[arg(long)]
         force: bool,
+        /// UNSAFE: do not sync restored files before renaming them into
+        /// place. Faster for many small files, but a crash or power cut in
+        /// the next half minute can leave them empty or partial. For
+        /// comparisons with tools that do not sync (rsync without --fsync).
+        #[arg(long)]
+        unsafe_no_fsync: bool,
     },
     /// Delete stored files.
     #[command(after_long_help = "Example:\n  backup-client delete a.txt b.txt")]
@@ -149,8 +156,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             return Ok(());
         }
         Command::Backup { files, as_name } => commands::prepare_backup(files, as_name.as_deref())?,
-        Command::Restore { names, output, force } => {
-            commands::prepare_restore(names, output.as_deref(), *force)?
+        Command::Restore { names, output, force, unsafe_no_fsync } => {
+            let how = Placement { force: *force, sync: !unsafe_no_fsync };
+            commands::prepare_restore(names, output.as_deref(), how)?
         }
         Command::Delete { names } => commands::prepare_delete(names)?,
         Command::List => Prepared::List,

@@ -357,6 +357,13 @@ fn a_batch_restore_keeps_the_files_before_an_unknown_name_and_refuses_duplicates
     assert_eq!(std::fs::read(work.path("out/b.txt")).unwrap(), b"bee");
     let left: Vec<_> = std::fs::read_dir(work.path("out")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left.len(), 2, "c.txt not restored, no temporary file left behind: {left:?}");
+
+    // The same without syncing, for comparisons with tools that do not sync.
+    std::fs::create_dir(work.path("fast")).unwrap();
+    let fast = ["restore", "--unsafe-no-fsync", "-o", "fast", "a.bin", "b.txt", "c.txt"];
+    assert_exit(&work.client(&[&s[..], &fast].concat()), 0);
+    assert!(std::fs::read(work.path("fast/a.bin")).unwrap() == big);
+    assert_eq!(std::fs::read(work.path("fast/c.txt")).unwrap(), b"sea");
 }
 
 #[test]
