@@ -242,7 +242,12 @@ fn per_s(count: usize, d: Duration) -> f64 {
 
 fn main() {
     let o = options();
-    let _ = std::fs::remove_dir_all(&o.work);
+    // Deleting tens of thousands of files makes ext4 slow to create new ones
+    // for minutes, which would skew this run's small-file figures: move the
+    // last run's files aside now and delete them only when done.
+    let old = o.work.with_extension("old");
+    let _ = std::fs::remove_dir_all(&old);
+    let _ = std::fs::rename(&o.work, &old);
     std::fs::create_dir_all(&o.work).expect("work folder");
     let w = |p: &str| o.work.join(p);
     let mut rows = Vec::new();
@@ -435,9 +440,8 @@ fn main() {
     for note in notes {
         println!("- {note}");
     }
-    // Deleting tens of thousands of files makes ext4 slow to create new
-    // ones for minutes, which would skew the next run: remove only the big
-    // files now, and leave the small ones for later.
+    // This run's files stay until the next run has measured (see above);
+    // only the big ones go now.
     if let Ok(entries) = std::fs::read_dir(&o.work) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -448,9 +452,11 @@ fn main() {
             }
         }
     }
+    let _ = std::fs::remove_dir_all(&old);
     println!(
-        "\nThe small files are left in {} (remove them when no benchmark follows soon: deleting many files \
-         slows the creation of new ones on ext4 for minutes).",
+        "\nThis run's small files are left in {} until the next run has measured. Leave a few minutes \
+         between runs: the last run's files were deleted just now, and ext4 creates files slowly for \
+         minutes after many deletions.",
         o.work.display()
     );
 }
