@@ -208,7 +208,7 @@ impl Server {
         Some(Slot(self.shared.clone()))
     }
 
-    /// Closes idle connections at once and busy ones after the grace time,
+    /// Ends idle connections at once and busy ones after the grace time,
     /// then waits for their workers.
     fn finish_connections(&self) {
         let deadline = Instant::now() + self.config.shutdown_grace;
@@ -216,8 +216,13 @@ impl Server {
         while *active > 0 {
             let expired = Instant::now() >= deadline;
             for entry in self.shared.conns().values() {
-                if expired || !entry.busy.load(Ordering::SeqCst) {
+                if expired {
                     let _ = entry.stream.shutdown(Shutdown::Both);
+                } else if !entry.busy.load(Ordering::SeqCst) {
+                    // Only the reading side: the session ends at its next
+                    // read, but answers still owed (212s held for a group
+                    // commit) go out first.
+                    let _ = entry.stream.shutdown(Shutdown::Read);
                 }
             }
             if expired && Instant::now() >= deadline + self.config.idle_timeout {

@@ -56,7 +56,7 @@ fn sigterm(child: &Child) {
 }
 
 #[test]
-fn sigterm_lets_a_transfer_in_flight_finish_then_exits_0() {
+fn sigterm_lets_transfers_in_flight_finish_and_answers_held_212s_then_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = start_binary(dir.path(), &["--shutdown-grace", "20"]);
     let payload = pattern(200_000, 3);
@@ -72,14 +72,21 @@ fn sigterm_lets_a_transfer_in_flight_finish_then_exits_0() {
     // The idle connection is closed at once; the upload may finish.
     idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     assert_eq!(idle.read(&mut [0; 1]).unwrap(), 0);
-    uploading.write_all(&full[1000..]).unwrap();
+    // The rest of it, and more pipelined behind it: their 212s are held for
+    // a group commit when the connection turns idle, and must still go out.
+    let more: Vec<u8> =
+        (0..20).flat_map(|i| request(30, BACKUP, format!("more-{i}").as_bytes(), Some(b"x"))).collect();
+    uploading.write_all(&[&full[1000..], &more[..]].concat()).unwrap();
     uploading.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    assert_eq!(read_reply(&mut uploading).unwrap().status, 212);
+    for _ in 0..21 {
+        assert_eq!(read_reply(&mut uploading).unwrap().status, 212);
+    }
     drop(uploading);
 
     let status = server.child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
     assert!(std::fs::read(dir.path().join("30/late")).unwrap() == payload);
+    assert_eq!(std::fs::read(dir.path().join("30/more-19")).unwrap(), b"x");
 }
 
 #[test]
