@@ -25,6 +25,14 @@ struct Options {
     small_files: usize,
     clients: usize,
     churn: usize,
+    /// Workloads to run (`--only 1,3`); all by default.
+    only: Vec<u32>,
+}
+
+impl Options {
+    fn runs(&self, workload: u32) -> bool {
+        self.only.is_empty() || self.only.contains(&workload)
+    }
 }
 
 fn options() -> Options {
@@ -38,6 +46,8 @@ fn options() -> Options {
         small_files: if quick { 1000 } else { 10_000 },
         clients: 64,
         churn: if quick { 1000 } else { 10_000 },
+        only: value("--only")
+            .map_or_else(Vec::new, |v| v.split(',').filter_map(|w| w.parse().ok()).collect()),
     }
 }
 
@@ -253,175 +263,183 @@ fn main() {
     let mut rows = Vec::new();
     let mut notes = Vec::new();
 
-    // 1. One big file, both directions, both fsynced.
-    eprintln!("workload 1: one {} MiB file", o.big / MIB);
-    let big = w("big.bin");
-    write_random(&big, o.big, 7);
-    let (mut ours_up, mut ours_down, mut raw_up, mut raw_down, mut rss1) =
-        (vec![], vec![], vec![], vec![], 0.0f64);
-    for rep in 0..o.reps {
-        // Fresh folders each time: ext4 is slow to reuse inodes just freed.
-        let server = Server::start(&w(&format!("ours-1-{rep}")), &[]);
-        ours_up.push(mb_per_s(o.big, client(&server, &["backup", big.to_str().unwrap()], &[])));
-        let out = w(&format!("restored-1-{rep}"));
-        std::fs::create_dir_all(&out).unwrap();
-        ours_down.push(mb_per_s(
-            o.big,
-            client(&server, &["restore", "big.bin", "-o", out.to_str().unwrap()], &[]),
-        ));
-        rss1 = rss1.max(server.peak_rss_kib());
+    let mut rss1 = 0.0f64;
+    if o.runs(1) {
+        // 1. One big file, both directions, both fsynced.
+        eprintln!("workload 1: one {} MiB file", o.big / MIB);
+        let big = w("big.bin");
+        write_random(&big, o.big, 7);
+        let (mut ours_up, mut ours_down, mut raw_up, mut raw_down) = (vec![], vec![], vec![], vec![]);
+        for rep in 0..o.reps {
+            // Fresh folders each time: ext4 is slow to reuse inodes just freed.
+            let server = Server::start(&w(&format!("ours-1-{rep}")), &[]);
+            ours_up.push(mb_per_s(o.big, client(&server, &["backup", big.to_str().unwrap()], &[])));
+            let out = w(&format!("restored-1-{rep}"));
+            std::fs::create_dir_all(&out).unwrap();
+            ours_down.push(mb_per_s(
+                o.big,
+                client(&server, &["restore", "big.bin", "-o", out.to_str().unwrap()], &[]),
+            ));
+            rss1 = rss1.max(server.peak_rss_kib());
+            drop(server);
+            let raw = w(&format!("raw-1-{rep}"));
+            std::fs::create_dir_all(&raw).unwrap();
+            raw_up.push(mb_per_s(o.big, socat_copy(&big, &raw.join("big.bin"))));
+            raw_down.push(mb_per_s(o.big, socat_copy(&raw.join("big.bin"), &raw.join("back.bin"))));
+        }
+        let size = format!("{} MiB", o.big / MIB);
+        rows.push(Row {
+            workload: format!("1 back up one {size} file"),
+            unit: "MB/s",
+            ours: Stat(ours_up),
+            peers: vec![("raw wire (socat + fsync)", Stat(raw_up))],
+        });
+        rows.push(Row {
+            workload: format!("1 restore one {size} file"),
+            unit: "MB/s",
+            ours: Stat(ours_down),
+            peers: vec![("raw wire (socat + fsync)", Stat(raw_down))],
+        });
+    }
+
+    if o.runs(2) {
+        // 2. Many small files from one client invocation.
+        let n = o.small_files;
+        eprintln!("workload 2: {n} files of 4 KiB");
+        let small = w("small");
+        std::fs::create_dir_all(&small).unwrap();
+        let names: Vec<String> = (0..n).map(|i| format!("f{i:05}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            write_random(&small.join(name), 4096, i as u64 + 11);
+        }
+        let paths: Vec<String> = names.iter().map(|name| small.join(name).display().to_string()).collect();
+        let rsync_root = w("rsync");
+        std::fs::create_dir_all(&rsync_root).unwrap();
+        let rsync = Rsync::start(&o.work, &rsync_root);
+        let mut r = [vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]];
+        for rep in 0..o.reps {
+            for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
+                let flags: &[&str] = if durable { &[] } else { &["--unsafe-no-fsync"] };
+                let server = Server::start(&w(&format!("ours-2-{durable}-{rep}")), flags);
+                r[up].push(per_s(n, client(&server, &["backup"], &paths)));
+                let out = w(&format!("restored-2-{durable}-{rep}"));
+                std::fs::create_dir_all(&out).unwrap();
+                let restore = ["restore", "-o", out.to_str().unwrap(), "--unsafe-no-fsync"];
+                let restore = if durable { &restore[..3] } else { &restore[..] };
+                r[down].push(per_s(n, client(&server, restore, &names)));
+            }
+            for (fsync, up, down) in [(true, 4, 5), (false, 6, 7)] {
+                let dest = format!("{fsync}-{rep}");
+                r[up].push(per_s(n, rsync.push(&small, &dest, fsync)));
+                let out = w(&format!("rsync-restored-{fsync}-{rep}"));
+                std::fs::create_dir_all(&out).unwrap();
+                r[down].push(per_s(n, rsync.pull(&dest, &out, fsync)));
+            }
+        }
+        drop(rsync);
+        let [ours_up, ours_down, nosync_up, nosync_down, rs_up, rs_down, rsp_up, rsp_down] = r.map(Stat);
+        for (what, ours, peer, theirs) in [
+            ("back up {n} x 4 KiB, synced", ours_up, "rsync --fsync", rs_up),
+            ("restore {n} x 4 KiB, synced", ours_down, "rsync --fsync", rs_down),
+            ("back up {n} x 4 KiB, no sync", nosync_up, "rsync", rsp_up),
+            ("restore {n} x 4 KiB, no sync", nosync_down, "rsync", rsp_down),
+        ] {
+            let workload = format!("2 {}", what.replace("{n}", &n.to_string()));
+            rows.push(Row { workload, unit: "files/s", ours, peers: vec![(peer, theirs)] });
+        }
+    }
+
+    if o.runs(3) {
+        // 3. Many clients at once; per-request latency. 4. Server memory.
+        let clients = o.clients;
+        eprintln!("workload 3: {clients} clients x 50 files of 256 KiB");
+        let server = Server::start(&w("ours-3"), &[]);
+        let latencies = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(Mutex::new(0usize));
+        let file = Arc::new({
+            let mut v = vec![0u8; 256 * 1024];
+            for (i, b) in v.iter_mut().enumerate() {
+                *b = (i * 31 % 251) as u8;
+            }
+            v
+        });
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for c in 0..clients {
+                let (latencies, errors, file, addr) =
+                    (latencies.clone(), errors.clone(), file.clone(), server.addr);
+                scope.spawn(move || {
+                    let connector = TcpConnector { addrs: vec![addr], timeout: Duration::from_secs(60) };
+                    let mut buf = vec![0u8; 256 * 1024];
+                    let mut client = Client::new(connector, 100 + c as u32, &mut buf).expect("buffer");
+                    let mut mine = Vec::new();
+                    for i in 0..50 {
+                        let t = Instant::now();
+                        let ok = client.backup(&format!("f{i}"), file.len() as u32, &mut &file[..]).is_ok();
+                        mine.push(("backup", t.elapsed()));
+                        *errors.lock().unwrap() += usize::from(!ok);
+                    }
+                    for i in 0..50 {
+                        let t = Instant::now();
+                        let mut out = Vec::with_capacity(file.len());
+                        let restored = client.restore(&format!("f{i}"), &mut out, |_| {}).is_ok();
+                        // The request's latency, not the check of what it brought.
+                        mine.push(("restore", t.elapsed()));
+                        let ok = restored && out == *file;
+                        *errors.lock().unwrap() += usize::from(!ok);
+                    }
+                    latencies.lock().unwrap().extend(mine);
+                });
+            }
+        });
+        let wall = started.elapsed();
+        let rss3 = server.peak_rss_kib();
         drop(server);
-        let raw = w(&format!("raw-1-{rep}"));
-        std::fs::create_dir_all(&raw).unwrap();
-        raw_up.push(mb_per_s(o.big, socat_copy(&big, &raw.join("big.bin"))));
-        raw_down.push(mb_per_s(o.big, socat_copy(&raw.join("big.bin"), &raw.join("back.bin"))));
-    }
-    let size = format!("{} MiB", o.big / MIB);
-    rows.push(Row {
-        workload: format!("1 back up one {size} file"),
-        unit: "MB/s",
-        ours: Stat(ours_up),
-        peers: vec![("raw wire (socat + fsync)", Stat(raw_up))],
-    });
-    rows.push(Row {
-        workload: format!("1 restore one {size} file"),
-        unit: "MB/s",
-        ours: Stat(ours_down),
-        peers: vec![("raw wire (socat + fsync)", Stat(raw_down))],
-    });
-
-    // 2. Many small files from one client invocation.
-    let n = o.small_files;
-    eprintln!("workload 2: {n} files of 4 KiB");
-    let small = w("small");
-    std::fs::create_dir_all(&small).unwrap();
-    let names: Vec<String> = (0..n).map(|i| format!("f{i:05}")).collect();
-    for (i, name) in names.iter().enumerate() {
-        write_random(&small.join(name), 4096, i as u64 + 11);
-    }
-    let paths: Vec<String> = names.iter().map(|name| small.join(name).display().to_string()).collect();
-    let rsync_root = w("rsync");
-    std::fs::create_dir_all(&rsync_root).unwrap();
-    let rsync = Rsync::start(&o.work, &rsync_root);
-    let mut r = [vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]];
-    for rep in 0..o.reps {
-        for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
-            let flags: &[&str] = if durable { &[] } else { &["--unsafe-no-fsync"] };
-            let server = Server::start(&w(&format!("ours-2-{durable}-{rep}")), flags);
-            r[up].push(per_s(n, client(&server, &["backup"], &paths)));
-            let out = w(&format!("restored-2-{durable}-{rep}"));
-            std::fs::create_dir_all(&out).unwrap();
-            let restore = ["restore", "-o", out.to_str().unwrap(), "--unsafe-no-fsync"];
-            let restore = if durable { &restore[..3] } else { &restore[..] };
-            r[down].push(per_s(n, client(&server, restore, &names)));
-        }
-        for (fsync, up, down) in [(true, 4, 5), (false, 6, 7)] {
-            let dest = format!("{fsync}-{rep}");
-            r[up].push(per_s(n, rsync.push(&small, &dest, fsync)));
-            let out = w(&format!("rsync-restored-{fsync}-{rep}"));
-            std::fs::create_dir_all(&out).unwrap();
-            r[down].push(per_s(n, rsync.pull(&dest, &out, fsync)));
-        }
-    }
-    drop(rsync);
-    let [ours_up, ours_down, nosync_up, nosync_down, rs_up, rs_down, rsp_up, rsp_down] = r.map(Stat);
-    for (what, ours, peer, theirs) in [
-        ("back up {n} x 4 KiB, synced", ours_up, "rsync --fsync", rs_up),
-        ("restore {n} x 4 KiB, synced", ours_down, "rsync --fsync", rs_down),
-        ("back up {n} x 4 KiB, no sync", nosync_up, "rsync", rsp_up),
-        ("restore {n} x 4 KiB, no sync", nosync_down, "rsync", rsp_down),
-    ] {
-        let workload = format!("2 {}", what.replace("{n}", &n.to_string()));
-        rows.push(Row { workload, unit: "files/s", ours, peers: vec![(peer, theirs)] });
+        let all = latencies.lock().unwrap().clone();
+        let percentiles = |op: Option<&str>| {
+            let mut lat: Vec<Duration> =
+                all.iter().filter(|(o, _)| op.is_none_or(|op| op == *o)).map(|(_, d)| *d).collect();
+            lat.sort();
+            let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
+            format!("p50 {:.2} ms, p99 {:.2} ms (p99/p50 {:.1})", pct(0.5), pct(0.99), pct(0.99) / pct(0.5))
+        };
+        let total = clients as u64 * 50 * 2 * 256 * 1024;
+        let errors = *errors.lock().unwrap();
+        notes.push(format!(
+            "3 {clients} clients x 50 files of 256 KiB, backed up then restored: {:.0} MB/s in all, errors {errors}; \
+             latency of all requests {}; backups {}; restores {}",
+            mb_per_s(total, wall),
+            percentiles(None),
+            percentiles(Some("backup")),
+            percentiles(Some("restore"))
+        ));
+        notes.push(format!(
+            "4 server peak RSS: {:.1} MiB during workload 1 ({} MiB file), {:.1} MiB during workload 3",
+            rss1 / 1024.0,
+            o.big / MIB,
+            rss3 / 1024.0
+        ));
     }
 
-    // 3. Many clients at once; per-request latency. 4. Server memory.
-    let clients = o.clients;
-    eprintln!("workload 3: {clients} clients x 50 files of 256 KiB");
-    let server = Server::start(&w("ours-3"), &[]);
-    let latencies = Arc::new(Mutex::new(Vec::new()));
-    let errors = Arc::new(Mutex::new(0usize));
-    let file = Arc::new({
-        let mut v = vec![0u8; 256 * 1024];
-        for (i, b) in v.iter_mut().enumerate() {
-            *b = (i * 31 % 251) as u8;
+    if o.runs(5) {
+        // 5. Connection churn.
+        let churn = o.churn;
+        eprintln!("workload 5: {churn} lists, each on a new connection");
+        let server = Server::start(&w("ours-5"), &[]);
+        let connector = TcpConnector { addrs: vec![server.addr], timeout: Duration::from_secs(60) };
+        let mut buf = vec![0u8; 4096];
+        let mut c = Client::new(connector, 5, &mut buf).expect("buffer");
+        let started = Instant::now();
+        for _ in 0..churn {
+            let _ = c.list(|_| {});
+            c.disconnect();
         }
-        v
-    });
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        for c in 0..clients {
-            let (latencies, errors, file, addr) =
-                (latencies.clone(), errors.clone(), file.clone(), server.addr);
-            scope.spawn(move || {
-                let connector = TcpConnector { addrs: vec![addr], timeout: Duration::from_secs(60) };
-                let mut buf = vec![0u8; 256 * 1024];
-                let mut client = Client::new(connector, 100 + c as u32, &mut buf).expect("buffer");
-                let mut mine = Vec::new();
-                for i in 0..50 {
-                    let t = Instant::now();
-                    let ok = client.backup(&format!("f{i}"), file.len() as u32, &mut &file[..]).is_ok();
-                    mine.push(("backup", t.elapsed()));
-                    *errors.lock().unwrap() += usize::from(!ok);
-                }
-                for i in 0..50 {
-                    let t = Instant::now();
-                    let mut out = Vec::with_capacity(file.len());
-                    let restored = client.restore(&format!("f{i}"), &mut out, |_| {}).is_ok();
-                    // The request's latency, not the check of what it brought.
-                    mine.push(("restore", t.elapsed()));
-                    let ok = restored && out == *file;
-                    *errors.lock().unwrap() += usize::from(!ok);
-                }
-                latencies.lock().unwrap().extend(mine);
-            });
-        }
-    });
-    let wall = started.elapsed();
-    let rss3 = server.peak_rss_kib();
-    drop(server);
-    let all = latencies.lock().unwrap().clone();
-    let percentiles = |op: Option<&str>| {
-        let mut lat: Vec<Duration> =
-            all.iter().filter(|(o, _)| op.is_none_or(|op| op == *o)).map(|(_, d)| *d).collect();
-        lat.sort();
-        let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
-        format!("p50 {:.2} ms, p99 {:.2} ms (p99/p50 {:.1})", pct(0.5), pct(0.99), pct(0.99) / pct(0.5))
-    };
-    let total = clients as u64 * 50 * 2 * 256 * 1024;
-    let errors = *errors.lock().unwrap();
-    notes.push(format!(
-        "3 {clients} clients x 50 files of 256 KiB, backed up then restored: {:.0} MB/s in all, errors {errors}; \
-         latency of all requests {}; backups {}; restores {}",
-        mb_per_s(total, wall),
-        percentiles(None),
-        percentiles(Some("backup")),
-        percentiles(Some("restore"))
-    ));
-    notes.push(format!(
-        "4 server peak RSS: {:.1} MiB during workload 1 ({} MiB file), {:.1} MiB during workload 3",
-        rss1 / 1024.0,
-        o.big / MIB,
-        rss3 / 1024.0
-    ));
-
-    // 5. Connection churn.
-    let churn = o.churn;
-    eprintln!("workload 5: {churn} lists, each on a new connection");
-    let server = Server::start(&w("ours-5"), &[]);
-    let connector = TcpConnector { addrs: vec![server.addr], timeout: Duration::from_secs(60) };
-    let mut buf = vec![0u8; 4096];
-    let mut c = Client::new(connector, 5, &mut buf).expect("buffer");
-    let started = Instant::now();
-    for _ in 0..churn {
-        let _ = c.list(|_| {});
-        c.disconnect();
+        notes.push(format!(
+            "5 {churn} list requests, each on a new connection: {:.0} requests/s",
+            per_s(churn, started.elapsed())
+        ));
+        drop(server);
     }
-    notes.push(format!(
-        "5 {churn} list requests, each on a new connection: {:.0} requests/s",
-        per_s(churn, started.elapsed())
-    ));
-    drop(server);
 
     println!("\nmedian [min-max] of {} runs; ratio = ours / peer (median)\n", o.reps);
     println!("| workload | unit | ours | peer | peer figure | ratio |");
