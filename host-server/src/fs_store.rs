@@ -1,9 +1,12 @@
 //! Durable filesystem storage: `ROOT/<user id>/<name>`.
 //!
-//! A backup is written to a new file in `ROOT/.tmp` (outside every user
-//! folder, so it can never be listed, restored or mistaken for a user's
-//! dot-file), `fdatasync`ed, renamed over the old version, and the user folder
-//! is `fsync`ed before 212 is sent. Pipelined backups are group-committed:
+//! A backup is written to a new file in the user's folder under a name that
+//! starts with [`TEMP_PREFIX`] (a backslash, which no valid file name
+//! contains, so it can never be listed, restored, deleted or overwritten by a
+//! client), `fdatasync`ed, renamed over the old version within that folder,
+//! and the folder is `fsync`ed before 212 is sent. (Temporary files in one
+//! shared folder made every upload of every user wait for that folder's lock
+//! and, across folders, for the filesystem's rename lock.) Pipelined backups are group-committed:
 //! their data is synced by several threads at once, then each is renamed in
 //! order, then each touched folder is synced once, then their 212s go out.
 //! Every path below the root is walked `openat`-style with `O_NOFOLLOW`, so a
@@ -25,9 +28,9 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use write_behind::WriteBehind;
 
-/// Folder below the root that holds uploads in progress. User folders are
-/// named by decimal user ids, so it cannot collide with one.
-pub const TMP_DIR: &str = ".tmp";
+/// How the names of uploads in progress start. A backslash is refused in
+/// every file name a client sends, so these never collide with one.
+pub const TEMP_PREFIX: &str = "\\upload-";
 
 /// Owner-only permissions for folders, and for files.
 const DIR_MODE: u32 = 0o700;
@@ -61,7 +64,6 @@ struct Usage {
 struct Inner {
     root: PathBuf,
     root_dir: OwnedFd,
-    tmp_dir: OwnedFd,
     options: StoreOptions,
     /// Only kept when a quota is set; filled lazily by scanning a user's folder.
     usage: Mutex<HashMap<u32, Usage>>,
@@ -86,7 +88,7 @@ pub struct FsStore {
     /// renamed into place. Dropping them removes their temporary files.
     pending: Vec<FsUpload>,
     /// User folders holding renames not yet made durable by `sync`.
-    unsynced: Vec<(u32, OwnedFd)>,
+    unsynced: Vec<(u32, Arc<OwnedFd>)>,
     /// A deferred commit failed after it returned: the next sync fails.
     failed: Option<StoreError>,
 }
@@ -103,6 +105,8 @@ pub struct FsUpload {
     /// Big uploads start their writeback as they arrive, so the sync before
     /// the 212 has little left to write.
     file: WriteBehind<File>,
+    /// The user's folder, which holds the temporary file.
+    dir: Arc<OwnedFd>,
     tmp_name: String,
     user: u32,
     name: String,
@@ -114,9 +118,7 @@ pub struct FsUpload {
 impl Drop for FsUpload {
     fn drop(&mut self) {
         if !self.done {
-            if let Err(e) =
-                rustix::fs::unlinkat(&self.store.tmp_dir, self.tmp_name.as_str(), AtFlags::empty())
-            {
+            if let Err(e) = rustix::fs::unlinkat(&*self.dir, self.tmp_name.as_str(), AtFlags::empty()) {
                 log::warn!("could not remove temporary file {}: {e}", self.tmp_name);
             }
             self.store.release(self.user, u64::from(self.size), None);
@@ -178,16 +180,14 @@ impl FsStore {
     /// file's previous version; its folder's sync waits for `sync`.
     fn place(&mut self, mut upload: FsUpload) -> Result<(), StoreError> {
         let inner = &self.inner;
-        let dir = inner
-            .user_dir_or_create(upload.user)
-            .map_err(|e| store_error(e.into(), "open user folder", ""))?;
-        let replaced = Inner::file_size(&dir, &upload.name)?.unwrap_or(0);
-        rustix::fs::renameat(&inner.tmp_dir, upload.tmp_name.as_str(), &dir, upload.name.as_str())
+        let dir = &*upload.dir;
+        let replaced = Inner::file_size(dir, &upload.name)?.unwrap_or(0);
+        rustix::fs::renameat(dir, upload.tmp_name.as_str(), dir, upload.name.as_str())
             .map_err(|e| store_error(e.into(), "rename into place", &upload.name))?;
         upload.done = true;
         inner.release(upload.user, u64::from(upload.size), Some((u64::from(upload.size), replaced)));
         if inner.options.durable && !self.unsynced.iter().any(|(user, _)| *user == upload.user) {
-            self.unsynced.push((upload.user, dir));
+            self.unsynced.push((upload.user, upload.dir.clone()));
         }
         Ok(())
     }
@@ -205,8 +205,6 @@ impl FsStore {
         let root = root.canonicalize().map_err(|e| with_path(e, "open storage folder", root))?;
         let root_dir = rustix::fs::open(&root, dir_flags(), Mode::empty())
             .map_err(|e| with_path(e.into(), "open storage folder", &root))?;
-        let tmp_dir = open_or_create_dir(&root_dir, TMP_DIR)
-            .map_err(|e| with_path(e.into(), "open temporary folder", &root.join(TMP_DIR)))?;
         let store = FsStore {
             pending: Vec::new(),
             unsynced: Vec::new(),
@@ -214,7 +212,6 @@ impl FsStore {
             inner: Arc::new(Inner {
                 root,
                 root_dir,
-                tmp_dir,
                 options,
                 usage: Mutex::new(HashMap::new()),
                 next_tmp: AtomicU64::new(0),
@@ -232,19 +229,26 @@ impl FsStore {
         &self.inner.root
     }
 
+    /// Removes the temporary files of uploads that a previous run did not
+    /// finish, from every user folder.
     fn remove_leftovers(&self) -> io::Result<usize> {
         let mut removed = 0;
-        for entry in rustix::fs::Dir::read_from(&self.inner.tmp_dir)? {
+        for entry in rustix::fs::Dir::read_from(&self.inner.root_dir)? {
             let entry = entry?;
-            let name = entry.file_name().to_bytes();
-            if name == b"." || name == b".." {
-                continue;
+            let Ok(user) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Some(dir) = self.inner.user_dir(user)? else { continue };
+            let mut here = 0;
+            for entry in rustix::fs::Dir::read_from(&dir)? {
+                let entry = entry?;
+                if entry.file_name().to_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+                    rustix::fs::unlinkat(&dir, entry.file_name(), AtFlags::empty())?;
+                    here += 1;
+                }
             }
-            rustix::fs::unlinkat(&self.inner.tmp_dir, entry.file_name(), AtFlags::empty())?;
-            removed += 1;
-        }
-        if removed > 0 {
-            rustix::fs::fsync(&self.inner.tmp_dir)?;
+            if here > 0 {
+                rustix::fs::fsync(&dir)?;
+            }
+            removed += here;
         }
         Ok(removed)
     }
@@ -345,22 +349,26 @@ impl Store for FsStore {
         let inner = &self.inner;
         inner.reserve(user, name, u64::from(size))?;
         let tmp_name =
-            format!("{}-{}-{user}", std::process::id(), inner.next_tmp.fetch_add(1, Ordering::Relaxed));
+            format!("{TEMP_PREFIX}{}-{}", std::process::id(), inner.next_tmp.fetch_add(1, Ordering::Relaxed));
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = match rustix::fs::openat(
-            &inner.tmp_dir,
-            tmp_name.as_str(),
-            flags,
-            Mode::from_raw_mode(FILE_MODE),
-        ) {
-            Ok(fd) => fd,
+        let created = inner
+            .user_dir_or_create(user)
+            .map_err(|e| store_error(e.into(), "open user folder", ""))
+            .and_then(|dir| {
+                let fd = rustix::fs::openat(&dir, tmp_name.as_str(), flags, Mode::from_raw_mode(FILE_MODE))
+                    .map_err(|e| store_error(e.into(), "create temporary file", &tmp_name))?;
+                Ok((dir, fd))
+            });
+        let (dir, fd) = match created {
+            Ok(created) => created,
             Err(e) => {
                 inner.release(user, u64::from(size), None);
-                return Err(store_error(e.into(), "create temporary file", &tmp_name));
+                return Err(e);
             }
         };
         let upload = FsUpload {
             file: WriteBehind::new(File::from(fd)),
+            dir: Arc::new(dir),
             tmp_name,
             user,
             name: name.to_owned(),
@@ -371,7 +379,7 @@ impl Store for FsStore {
         // Refuse before the payload when the disk cannot hold it. (Checked,
         // not reserved: reserving would let clients claim disk space with
         // headers alone.)
-        if let Ok(fs) = rustix::fs::fstatvfs(&inner.tmp_dir) {
+        if let Ok(fs) = rustix::fs::fstatvfs(&*upload.dir) {
             if u64::from(size) > fs.f_bavail.saturating_mul(fs.f_frsize) {
                 log::warn!("storage: {size} bytes for {name:?} do not fit on the disk");
                 return Err(StoreError::NoSpace);

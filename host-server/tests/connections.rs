@@ -7,7 +7,6 @@ use std::io::{ErrorKind, Read, Write};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use backup_server::fs_store::TMP_DIR;
 use support::*;
 
 #[test]
@@ -97,12 +96,11 @@ fn sigterm_aborts_transfers_that_outlast_the_grace_time_and_removes_their_tempor
     uploading.write_all(&request(31, BACKUP, b"never", None)).unwrap();
     uploading.write_all(&1_000_000u32.to_le_bytes()).unwrap();
     uploading.write_all(&[0; 1000]).unwrap();
-    let tmp = dir.path().join(TMP_DIR);
-    eventually("the upload has started", || !dir_names(&tmp).is_empty());
+    eventually("the upload has started", || !temporary_files(dir.path()).is_empty());
     sigterm(&server.child);
     let status = server.child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
-    assert_eq!(dir_names(&tmp), Vec::<String>::new());
+    assert_eq!(temporary_files(dir.path()), Vec::<String>::new());
     assert!(!dir.path().join("31/never").exists());
 }
 

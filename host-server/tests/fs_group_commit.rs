@@ -3,7 +3,7 @@
 
 use backup_core::StoreError;
 use backup_core::store::Store;
-use backup_server::fs_store::TMP_DIR;
+use backup_server::fs_store::TEMP_PREFIX;
 use backup_server::{FsStore, StoreOptions};
 
 fn upload(store: &mut FsStore, name: &str, data: &[u8]) -> backup_server::fs_store::FsUpload {
@@ -13,7 +13,8 @@ fn upload(store: &mut FsStore, name: &str, data: &[u8]) -> backup_server::fs_sto
 }
 
 fn temporary_files(root: &std::path::Path) -> usize {
-    std::fs::read_dir(root.join(TMP_DIR)).unwrap().count()
+    let user = std::fs::read_dir(root.join("7")).unwrap();
+    user.filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(TEMP_PREFIX)).count()
 }
 
 #[test]

@@ -19,7 +19,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use backup_core::codec::{Decoded, ResponseDecoder};
-use backup_server::fs_store::TMP_DIR;
 use support::*;
 
 // ---------------------------------------------------------------------------
@@ -64,7 +63,7 @@ fn fault_injection(every_byte: bool) {
         let reply = PlainClient::new(&server, 40).call(RESTORE, b"doc", None);
         assert_eq!(version_of(&reply.payload), Some(1), "previous version after a cut at {k}");
     }
-    eventually("no temporary file is left", || dir_names(&server.root.join(TMP_DIR)).is_empty());
+    eventually("no temporary file is left", || temporary_files(&server.root).is_empty());
     assert_eq!(PlainClient::new(&server, 40).call(LIST, b"", None).payload, b"doc\n");
     assert_root_is_clean(&server.root);
     println!(
@@ -138,11 +137,7 @@ fn crash_test(rounds: usize) {
     let mut rng = Rng(0x5eed_c4a5);
     for round in 0..rounds {
         let mut server = ChildServer::start(&root, &[]);
-        assert_eq!(
-            dir_names(&root.join(TMP_DIR)),
-            Vec::<String>::new(),
-            "temporary files removed at start-up"
-        );
+        assert_eq!(temporary_files(&root), Vec::<String>::new(), "temporary files removed at start-up");
         checked_total += verify_after_restart(&server, &history);
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -516,7 +511,7 @@ fn random_input(connections: u64) {
     let mut client = PlainClient::new(&server, 77);
     assert_eq!(client.call(BACKUP, b"after", Some(b"still fine")).status, 212);
     assert_eq!(client.call(RESTORE, b"after", None).payload, b"still fine");
-    eventually("no temporary file is left", || dir_names(&server.root.join(TMP_DIR)).is_empty());
+    eventually("no temporary file is left", || temporary_files(&server.root).is_empty());
     assert_eq!(dir_names(dir.path()), ["root"]);
     assert_root_is_clean(&server.root);
     println!(

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::thread;
 
-use backup_server::fs_store::TMP_DIR;
+use backup_server::fs_store::TEMP_PREFIX;
 use support::*;
 
 #[test]
@@ -22,10 +22,11 @@ fn a_client_cut_off_mid_payload_leaves_the_previous_version_and_no_temporary_fil
     let full = request(5, BACKUP, b"doc", Some(&new));
     let mut cut = server.connect();
     cut.write_all(&full[..full.len() / 2]).unwrap();
-    let tmp = server.root.join(TMP_DIR);
-    eventually("the upload's temporary file appears", || !dir_names(&tmp).is_empty());
+    eventually("the upload's temporary file appears", || !temporary_files(&server.root).is_empty());
+    // It sits in the user's folder, under a name no client can send.
+    assert_eq!(client.call(LIST, b"", None).payload, b"doc\n", "an upload in progress is never listed");
     drop(cut);
-    eventually("the aborted upload's temporary file is removed", || dir_names(&tmp).is_empty());
+    eventually("the aborted upload's temporary file is removed", || temporary_files(&server.root).is_empty());
 
     let reply = client.call(RESTORE, b"doc", None);
     assert!(reply.status == 210 && reply.payload == old, "previous version restored");
@@ -43,10 +44,11 @@ fn temporary_files_left_by_a_crash_are_removed_at_start_up_and_never_listed() {
     let root = server.root.clone();
     server.stop();
     // What a crash in the middle of an upload leaves behind.
-    std::fs::write(root.join(TMP_DIR).join("123-0-6"), b"half").unwrap();
+    std::fs::write(root.join("6").join(format!("{TEMP_PREFIX}123-0")), b"half").unwrap();
 
     let server = TestServer::start_in(dir.path(), |_| {});
-    assert_eq!(dir_names(&root.join(TMP_DIR)), Vec::<String>::new());
+    assert_eq!(temporary_files(&root), Vec::<String>::new());
+    assert_eq!(dir_names(&root.join("6")), ["kept"]);
     let mut client = PlainClient::new(&server, 6);
     assert_eq!(client.call(LIST, b"", None).payload, b"kept\n");
     assert_eq!(client.call(RESTORE, b"kept", None).payload, b"v1");
@@ -58,7 +60,7 @@ fn storage_folders_are_owner_only() {
     let root = dir.path().join("new-root");
     let server = TestServer::start_in(&root, |_| {});
     PlainClient::new(&server, 8).call(BACKUP, b"f", Some(b"x"));
-    for path in [root.clone(), root.join("8"), root.join(TMP_DIR)] {
+    for path in [root.clone(), root.join("8")] {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700, "{}", path.display());
     }
@@ -90,7 +92,7 @@ fn hostile_names_get_1003_and_touch_nothing() {
         }
     }
     assert_eq!(dir_names(dir.path()), ["root"]);
-    assert_eq!(dir_names(&server.root), [TMP_DIR]);
+    assert_eq!(dir_names(&server.root), Vec::<String>::new());
 }
 
 #[test]
@@ -202,6 +204,6 @@ fn thirty_two_clients_at_once_always_restore_a_complete_version() {
             });
         }
     });
-    assert_eq!(dir_names(&server.root.join(TMP_DIR)), Vec::<String>::new());
+    assert_eq!(temporary_files(&server.root), Vec::<String>::new());
     assert_eq!(dir_names(&server.root.join(SHARED_USER.to_string())), ["shared-0", "shared-1"]);
 }

@@ -175,6 +175,16 @@ pub fn eventually(what: &str, check: impl Fn() -> bool) {
 }
 
 /// Names of the files in a folder, sorted.
+/// Uploads in progress (or left behind) in every user folder under `root`.
+pub fn temporary_files(root: &Path) -> Vec<String> {
+    let prefix = backup_server::fs_store::TEMP_PREFIX;
+    let mut found = Vec::new();
+    for user in dir_names(root) {
+        found.extend(dir_names(&root.join(&user)).into_iter().filter(|n| n.starts_with(prefix)));
+    }
+    found
+}
+
 pub fn dir_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(dir) {
         Ok(entries) => entries.map(|e| e.unwrap().file_name().into_string().unwrap()).collect(),
@@ -273,16 +283,12 @@ impl Rng {
     }
 }
 
-/// Everything under `root` is a user folder of valid names or the empty
-/// temporary folder, and nothing was created beside `root`.
+/// Everything under `root` is a user folder of files with valid names (so
+/// no temporary file is left), and nothing was created beside `root`.
 pub fn assert_root_is_clean(root: &Path) {
     for entry in std::fs::read_dir(root).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().into_string().unwrap();
-        if name == backup_server::fs_store::TMP_DIR {
-            assert_eq!(dir_names(&entry.path()), Vec::<String>::new(), "no temporary file is left");
-            continue;
-        }
         assert!(name.parse::<u32>().is_ok(), "only user folders in the root: {name}");
         assert!(entry.file_type().unwrap().is_dir());
         for file in std::fs::read_dir(entry.path()).unwrap() {
