@@ -250,6 +250,85 @@ fn per_s(count: usize, d: Duration) -> f64 {
     count as f64 / d.as_secs_f64()
 }
 
+/// One run of workload 3: its throughput, (p50, p99) latencies in ms, errors
+/// and the server's peak memory.
+struct Burst {
+    mb_per_s: f64,
+    all: (f64, f64),
+    backups: (f64, f64),
+    restores: (f64, f64),
+    errors: usize,
+    rss_kib: f64,
+}
+
+/// `clients` threads at once, each backing up 50 files of 256 KiB and then
+/// restoring them, against a new server storing in `root`.
+fn burst(root: &Path, clients: usize) -> Burst {
+    let server = Server::start(root, &[]);
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(Mutex::new(0usize));
+    let file = Arc::new({
+        let mut v = vec![0u8; 256 * 1024];
+        for (i, b) in v.iter_mut().enumerate() {
+            *b = (i * 31 % 251) as u8;
+        }
+        v
+    });
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for c in 0..clients {
+            let (latencies, errors, file, addr) =
+                (latencies.clone(), errors.clone(), file.clone(), server.addr);
+            scope.spawn(move || {
+                let connector = TcpConnector { addrs: vec![addr], timeout: Duration::from_secs(60) };
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut client = Client::new(connector, 100 + c as u32, &mut buf).expect("buffer");
+                let mut mine = Vec::new();
+                for i in 0..50 {
+                    let t = Instant::now();
+                    let ok = client.backup(&format!("f{i}"), file.len() as u32, &mut &file[..]).is_ok();
+                    mine.push(("backup", t.elapsed()));
+                    *errors.lock().unwrap() += usize::from(!ok);
+                }
+                // One buffer for all restores: a fresh 256 KiB allocation is
+                // an mmap, page faults and an munmap per request, which would
+                // be timed as the request's latency.
+                let mut out = Vec::with_capacity(file.len());
+                for i in 0..50 {
+                    out.clear();
+                    let t = Instant::now();
+                    let restored = client.restore(&format!("f{i}"), &mut out, |_| {}).is_ok();
+                    // The request's latency, not the check of what it brought.
+                    mine.push(("restore", t.elapsed()));
+                    let ok = restored && out == *file;
+                    *errors.lock().unwrap() += usize::from(!ok);
+                }
+                latencies.lock().unwrap().extend(mine);
+            });
+        }
+    });
+    let wall = started.elapsed();
+    let rss_kib = server.peak_rss_kib();
+    drop(server);
+    let all = latencies.lock().unwrap().clone();
+    let percentiles = |op: Option<&str>| {
+        let mut lat: Vec<Duration> =
+            all.iter().filter(|(o, _)| op.is_none_or(|op| op == *o)).map(|(_, d)| *d).collect();
+        lat.sort();
+        let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
+        (pct(0.5), pct(0.99))
+    };
+    let errors = *errors.lock().unwrap();
+    Burst {
+        mb_per_s: mb_per_s(clients as u64 * 50 * 2 * 256 * 1024, wall),
+        all: percentiles(None),
+        backups: percentiles(Some("backup")),
+        restores: percentiles(Some("restore")),
+        errors,
+        rss_kib,
+    }
+}
+
 fn main() {
     let o = options();
     // Deleting tens of thousands of files makes ext4 slow to create new ones
@@ -353,66 +432,24 @@ fn main() {
         // 3. Many clients at once; per-request latency. 4. Server memory.
         let clients = o.clients;
         eprintln!("workload 3: {clients} clients x 50 files of 256 KiB");
-        let server = Server::start(&w("ours-3"), &[]);
-        let latencies = Arc::new(Mutex::new(Vec::new()));
-        let errors = Arc::new(Mutex::new(0usize));
-        let file = Arc::new({
-            let mut v = vec![0u8; 256 * 1024];
-            for (i, b) in v.iter_mut().enumerate() {
-                *b = (i * 31 % 251) as u8;
-            }
-            v
-        });
-        let started = Instant::now();
-        std::thread::scope(|scope| {
-            for c in 0..clients {
-                let (latencies, errors, file, addr) =
-                    (latencies.clone(), errors.clone(), file.clone(), server.addr);
-                scope.spawn(move || {
-                    let connector = TcpConnector { addrs: vec![addr], timeout: Duration::from_secs(60) };
-                    let mut buf = vec![0u8; 256 * 1024];
-                    let mut client = Client::new(connector, 100 + c as u32, &mut buf).expect("buffer");
-                    let mut mine = Vec::new();
-                    for i in 0..50 {
-                        let t = Instant::now();
-                        let ok = client.backup(&format!("f{i}"), file.len() as u32, &mut &file[..]).is_ok();
-                        mine.push(("backup", t.elapsed()));
-                        *errors.lock().unwrap() += usize::from(!ok);
-                    }
-                    for i in 0..50 {
-                        let t = Instant::now();
-                        let mut out = Vec::with_capacity(file.len());
-                        let restored = client.restore(&format!("f{i}"), &mut out, |_| {}).is_ok();
-                        // The request's latency, not the check of what it brought.
-                        mine.push(("restore", t.elapsed()));
-                        let ok = restored && out == *file;
-                        *errors.lock().unwrap() += usize::from(!ok);
-                    }
-                    latencies.lock().unwrap().extend(mine);
-                });
-            }
-        });
-        let wall = started.elapsed();
-        let rss3 = server.peak_rss_kib();
-        drop(server);
-        let all = latencies.lock().unwrap().clone();
-        let percentiles = |op: Option<&str>| {
-            let mut lat: Vec<Duration> =
-                all.iter().filter(|(o, _)| op.is_none_or(|op| op == *o)).map(|(_, d)| *d).collect();
-            lat.sort();
-            let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
-            format!("p50 {:.2} ms, p99 {:.2} ms (p99/p50 {:.1})", pct(0.5), pct(0.99), pct(0.99) / pct(0.5))
-        };
-        let total = clients as u64 * 50 * 2 * 256 * 1024;
-        let errors = *errors.lock().unwrap();
+        let runs: Vec<Burst> = (0..o.reps).map(|rep| burst(&w(&format!("ours-3-{rep}")), clients)).collect();
+        let stat = |f: &dyn Fn(&Burst) -> f64| Stat(runs.iter().map(f).collect()).show();
+        let errors: usize = runs.iter().map(|r| r.errors).sum();
         notes.push(format!(
-            "3 {clients} clients x 50 files of 256 KiB, backed up then restored: {:.0} MB/s in all, errors {errors}; \
-             latency of all requests {}; backups {}; restores {}",
-            mb_per_s(total, wall),
-            percentiles(None),
-            percentiles(Some("backup")),
-            percentiles(Some("restore"))
+            "3 {clients} clients x 50 files of 256 KiB, backed up then restored, median [min-max] of {} runs: \
+             {} MB/s in all, errors {errors}; all requests: p50 {} ms, p99 {} ms, p99/p50 {}; \
+             backups: p50 {} ms, p99/p50 {}; restores: p50 {} ms, p99/p50 {}",
+            o.reps,
+            stat(&|r| r.mb_per_s),
+            stat(&|r| r.all.0),
+            stat(&|r| r.all.1),
+            stat(&|r| r.all.1 / r.all.0),
+            stat(&|r| r.backups.0),
+            stat(&|r| r.backups.1 / r.backups.0),
+            stat(&|r| r.restores.0),
+            stat(&|r| r.restores.1 / r.restores.0),
         ));
+        let rss3 = runs.iter().map(|r| r.rss_kib).fold(0.0, f64::max);
         notes.push(format!(
             "4 server peak RSS: {:.1} MiB during workload 1 ({} MiB file), {:.1} MiB during workload 3",
             rss1 / 1024.0,
@@ -429,14 +466,19 @@ fn main() {
         let connector = TcpConnector { addrs: vec![server.addr], timeout: Duration::from_secs(60) };
         let mut buf = vec![0u8; 4096];
         let mut c = Client::new(connector, 5, &mut buf).expect("buffer");
-        let started = Instant::now();
-        for _ in 0..churn {
-            let _ = c.list(|_| {});
-            c.disconnect();
-        }
+        let rates = (0..o.reps)
+            .map(|_| {
+                let started = Instant::now();
+                for _ in 0..churn {
+                    let _ = c.list(|_| {});
+                    c.disconnect();
+                }
+                per_s(churn, started.elapsed())
+            })
+            .collect();
         notes.push(format!(
-            "5 {churn} list requests, each on a new connection: {:.0} requests/s",
-            per_s(churn, started.elapsed())
+            "5 {churn} list requests, each on a new connection: {} requests/s (median [min-max])",
+            Stat(rates).show()
         ));
         drop(server);
     }
