@@ -28,6 +28,8 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use write_behind::WriteBehind;
 
+use crate::commit_gate::CommitGate;
+
 /// How the names of uploads in progress start. A backslash is refused in
 /// every file name a client sends, so these never collide with one.
 pub const TEMP_PREFIX: &str = "\\upload-";
@@ -68,6 +70,8 @@ struct Inner {
     /// Only kept when a quota is set; filled lazily by scanning a user's folder.
     usage: Mutex<HashMap<u32, Usage>>,
     next_tmp: AtomicU64,
+    /// Commits waiting for the disk, admitted fairly.
+    commits: CommitGate,
 }
 
 /// Complete uploads held for one group commit, at most: each holds an open
@@ -78,6 +82,14 @@ const MAX_PENDING: usize = 64;
 /// flushes: on a virtio disk, 1 thread did 5,200 small-file syncs per
 /// second, 4 threads 11,500, 8 threads 15,000.
 const SYNC_THREADS: usize = 8;
+
+/// Connections whose commits wait for the disk at once, admitted first come
+/// first served: a trade of some throughput under saturation for a shorter
+/// latency tail. Measured with 64 clients backing up at once (benchmark
+/// workload 3), p99/p50 of all requests: unlimited 5-11, 32 slots 4.2-5.9,
+/// 8 slots 3-4; and requests served by 256 clients in a minute (the long
+/// load test): unlimited 438,000, 32 slots 352,000, 8 or 16 slots 275,000.
+const COMMIT_SLOTS: usize = 32;
 
 /// Filesystem storage shared by every connection; cloning is cheap, and
 /// each clone (one per connection) keeps its own group-commit state.
@@ -215,6 +227,7 @@ impl FsStore {
                 options,
                 usage: Mutex::new(HashMap::new()),
                 next_tmp: AtomicU64::new(0),
+                commits: CommitGate::new(COMMIT_SLOTS),
             }),
         };
         let removed = store.remove_leftovers()?;
@@ -416,10 +429,17 @@ impl Store for FsStore {
         if self.pending.len() < MAX_PENDING {
             return Ok(());
         }
+        let inner = self.inner.clone();
+        let _turn = inner.commits.enter();
         self.place_pending()
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() && self.unsynced.is_empty() && self.failed.is_none() {
+            return Ok(());
+        }
+        let inner = self.inner.clone();
+        let _turn = inner.commits.enter();
         let mut result = self.place_pending();
         if let Some(e) = self.failed.take() {
             result = Err(e);

@@ -4,6 +4,7 @@
 //! The binary (`backup-server`) parses the command line and runs a
 //! [`Server`]; tests and benchmarks run one in-process.
 
+pub mod commit_gate;
 pub mod conn;
 pub mod fs_store;
 pub mod server;

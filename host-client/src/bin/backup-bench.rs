@@ -286,8 +286,12 @@ fn burst(root: &Path, clients: usize) -> Burst {
                 let mut mine = Vec::new();
                 for i in 0..50 {
                     let t = Instant::now();
-                    let ok = client.backup(&format!("f{i}"), file.len() as u32, &mut &file[..]).is_ok();
+                    let result = client.backup(&format!("f{i}"), file.len() as u32, &mut &file[..]);
                     mine.push(("backup", t.elapsed()));
+                    if let Err(e) = &result {
+                        eprintln!("workload 3: client {c}: backup f{i}: {e:?}");
+                    }
+                    let ok = result.is_ok();
                     *errors.lock().unwrap() += usize::from(!ok);
                 }
                 // One buffer for all restores: a fresh 256 KiB allocation is
@@ -297,9 +301,13 @@ fn burst(root: &Path, clients: usize) -> Burst {
                 for i in 0..50 {
                     out.clear();
                     let t = Instant::now();
-                    let restored = client.restore(&format!("f{i}"), &mut out, |_| {}).is_ok();
+                    let result = client.restore(&format!("f{i}"), &mut out, |_| {});
                     // The request's latency, not the check of what it brought.
                     mine.push(("restore", t.elapsed()));
+                    if let Err(e) = &result {
+                        eprintln!("workload 3: client {c}: restore f{i}: {e:?}");
+                    }
+                    let restored = result.is_ok();
                     let ok = restored && out == *file;
                     *errors.lock().unwrap() += usize::from(!ok);
                 }
