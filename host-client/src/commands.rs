@@ -243,7 +243,7 @@ impl<'a> backup_core::Batch for PlannedBatch<'a> {
 }
 
 /// Several restores as one pipelined batch, each into a temporary file
-/// beside its target; a thread of its own syncs each and renames it into
+/// beside its target; the finisher's threads sync each and rename it into
 /// place while the next ones arrive.
 fn restore_many(s: &mut Session<'_>, files: &[(String, PathBuf)], how: Placement) -> Result<(), Failure> {
     let finisher = Finisher::start(how, s.mode)

@@ -8,7 +8,7 @@
 //! threads sync in parallel (the kernel merges their flushes), and the order
 //! that makes each restored file durable (data synced, then renamed, then
 //! its folder synced) is unchanged. Lines are printed in the batch's order.
-//! After the first failure no further file is renamed: their temporary files
+//! After a failure no file still waiting is renamed: their temporary files
 //! are removed and their targets left alone.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,7 +59,7 @@ pub struct Restored {
 /// What the finisher did.
 #[derive(Debug, Default)]
 pub struct Finished {
-    /// Files renamed into place, all synced.
+    /// Files renamed into place (synced, unless told not to).
     pub files: usize,
     pub bytes: u64,
     /// The first file (in the batch's order) that could not be finished:
@@ -117,11 +117,7 @@ impl Finisher {
 
     /// Finishes every queued file, then syncs their folders.
     pub fn wait(mut self) -> Finished {
-        self.queue = None;
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
-        match self.collector.take().map(JoinHandle::join) {
+        match self.join() {
             Some(Ok(finished)) => finished,
             _ => Finished {
                 failure: Some((0, String::new(), io::Error::other("a finishing thread stopped"))),
@@ -129,19 +125,22 @@ impl Finisher {
             },
         }
     }
+
+    /// Closes the queue and waits for every thread; the collector's report.
+    fn join(&mut self) -> Option<std::thread::Result<Finished>> {
+        self.queue = None;
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+        self.collector.take().map(JoinHandle::join)
+    }
 }
 
 impl Drop for Finisher {
     /// Stops at once: queued files are removed, not renamed.
     fn drop(&mut self) {
         self.failed.store(true, Ordering::Relaxed);
-        self.queue = None;
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
-        if let Some(collector) = self.collector.take() {
-            let _ = collector.join();
-        }
+        let _ = self.join();
     }
 }
 
@@ -193,34 +192,14 @@ fn collect(outcomes: &Receiver<Outcome>, failed: &AtomicBool, how: Placement, mo
         waiting.insert(outcome.index, outcome);
         while let Some(outcome) = waiting.remove(&next) {
             next += 1;
-            match outcome.result {
-                Ok((target, size)) => {
-                    if mode == Mode::Lines && done.failure.is_none() {
-                        out(format_args!("restored {} to {} ({size} bytes)", outcome.name, target.display()));
-                    }
-                    folders.insert(parent(&target).to_path_buf());
-                    done.files += 1;
-                    done.bytes += size;
-                }
-                Err(e) if done.failure.is_none() => done.failure = Some((outcome.index, outcome.name, e)),
-                Err(_) => {}
-            }
+            record(&mut done, &mut folders, outcome, mode == Mode::Lines);
         }
     }
     // Files finished after a gap (a failure, or files the workers dropped)
-    // are in place and synced too; their folders need the same sync.
+    // are in place too, and their folders need the same sync; after a
+    // failure no line is printed.
     for outcome in waiting.into_values() {
-        match outcome.result {
-            Ok((target, size)) => {
-                folders.insert(parent(&target).to_path_buf());
-                done.files += 1;
-                done.bytes += size;
-            }
-            Err(e) if done.failure.as_ref().is_none_or(|(first, ..)| outcome.index < *first) => {
-                done.failure = Some((outcome.index, outcome.name, e));
-            }
-            Err(_) => {}
-        }
+        record(&mut done, &mut folders, outcome, false);
     }
     for folder in folders.iter().filter(|_| how.sync) {
         if let Err(e) = sync_folder(folder) {
@@ -232,6 +211,25 @@ fn collect(outcomes: &Receiver<Outcome>, failed: &AtomicBool, how: Placement, mo
         }
     }
     done
+}
+
+/// Counts one file's outcome: a placed file (and a line, if `print` and
+/// nothing failed before it) and its folder, or the earliest failure.
+fn record(done: &mut Finished, folders: &mut BTreeSet<PathBuf>, outcome: Outcome, print: bool) {
+    match outcome.result {
+        Ok((target, size)) => {
+            if print && done.failure.is_none() {
+                out(format_args!("restored {} to {} ({size} bytes)", outcome.name, target.display()));
+            }
+            folders.insert(parent(&target).to_path_buf());
+            done.files += 1;
+            done.bytes += size;
+        }
+        Err(e) if done.failure.as_ref().is_none_or(|(first, ..)| outcome.index < *first) => {
+            done.failure = Some((outcome.index, outcome.name, e));
+        }
+        Err(_) => {}
+    }
 }
 
 /// Syncs a folder, which makes the renames into it durable.

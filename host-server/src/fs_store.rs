@@ -6,9 +6,10 @@
 //! client), `fdatasync`ed, renamed over the old version within that folder,
 //! and the folder is `fsync`ed before 212 is sent. (Temporary files in one
 //! shared folder made every upload of every user wait for that folder's lock
-//! and, across folders, for the filesystem's rename lock.) Pipelined backups are group-committed:
-//! their data is synced by several threads at once, then each is renamed in
-//! order, then each touched folder is synced once, then their 212s go out.
+//! and, across folders, for the filesystem's rename lock.) Pipelined backups
+//! are group-committed: their data is synced by several threads at once,
+//! then each is renamed in order, then each touched folder is synced once,
+//! then their 212s go out.
 //! Every path below the root is walked `openat`-style with `O_NOFOLLOW`, so a
 //! symbolic link planted in the tree leads nowhere.
 

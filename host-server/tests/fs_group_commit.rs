@@ -1,20 +1,17 @@
 //! Group commit in the filesystem store: held uploads land only at the
 //! sync, all of them, in order, and nothing is half-placed on the way.
 
+mod support;
+
 use backup_core::StoreError;
 use backup_core::store::Store;
-use backup_server::fs_store::TEMP_PREFIX;
 use backup_server::{FsStore, StoreOptions};
+use support::temporary_files;
 
 fn upload(store: &mut FsStore, name: &str, data: &[u8]) -> backup_server::fs_store::FsUpload {
     let mut upload = store.begin_upload(7, name, data.len() as u32).unwrap();
     store.write_upload(&mut upload, data).unwrap();
     upload
-}
-
-fn temporary_files(root: &std::path::Path) -> usize {
-    let user = std::fs::read_dir(root.join("7")).unwrap();
-    user.filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(TEMP_PREFIX)).count()
 }
 
 #[test]
@@ -33,7 +30,7 @@ fn held_uploads_land_at_the_sync_all_of_them_and_the_last_of_a_name_wins() {
         let stored = std::fs::read(root.path().join(format!("7/f{i}"))).unwrap();
         assert_eq!(stored, format!("version {last}").as_bytes());
     }
-    assert_eq!(temporary_files(root.path()), 0);
+    assert_eq!(temporary_files(root.path()), Vec::<String>::new());
 }
 
 #[test]
@@ -62,7 +59,7 @@ fn uploads_held_when_the_connection_ends_leave_the_previous_versions_and_no_temp
     drop(store);
     assert_eq!(std::fs::read(root.path().join("7/doc")).unwrap(), b"old");
     assert!(!root.path().join("7/other").exists());
-    assert_eq!(temporary_files(root.path()), 0);
+    assert_eq!(temporary_files(root.path()), Vec::<String>::new());
 }
 
 #[test]
@@ -80,7 +77,7 @@ fn a_held_upload_that_cannot_be_placed_fails_the_sync_and_the_others_still_land(
     assert_eq!(std::fs::read(root.path().join("7/a")).unwrap(), b"1");
     assert_eq!(std::fs::read(root.path().join("7/b")).unwrap(), b"3");
     assert!(root.path().join("7/blocked").is_dir());
-    assert_eq!(temporary_files(root.path()), 0);
+    assert_eq!(temporary_files(root.path()), Vec::<String>::new());
     // The failure was reported once; the next sync starts clean.
     store.sync().unwrap();
 }

@@ -174,7 +174,6 @@ pub fn eventually(what: &str, check: impl Fn() -> bool) {
     }
 }
 
-/// Names of the files in a folder, sorted.
 /// Uploads in progress (or left behind) in every user folder under `root`.
 pub fn temporary_files(root: &Path) -> Vec<String> {
     let prefix = backup_server::fs_store::TEMP_PREFIX;
@@ -185,6 +184,7 @@ pub fn temporary_files(root: &Path) -> Vec<String> {
     found
 }
 
+/// Names of the files in a folder, sorted.
 pub fn dir_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(dir) {
         Ok(entries) => entries.map(|e| e.unwrap().file_name().into_string().unwrap()).collect(),
