@@ -15,7 +15,7 @@ use crate::io::write_all;
 use crate::store::{Listing, Store};
 use crate::wire::{
     BufferTooSmall, LEGACY_VERSION, MAX_FILE_SIZE, MAX_NAME_LEN, MAX_REASON_LEN, NameBuf, Op,
-    PROTOCOL_VERSION, RESPONSE_MAX_HEADER_LEN, Response, Status,
+    PROTOCOL_VERSION, RESPONSE_MAX_HEADER_LEN, Response, ResponseView, Status,
 };
 
 /// Smallest buffer a [`Dispatcher`] accepts: a response header with a name,
@@ -92,10 +92,17 @@ impl<F: FnMut(&Outcome<'_>)> Observer for F {
 /// and the dispatcher copies through its buffer instead; a transport with
 /// nothing better implements this trait with an empty body.
 pub trait SendFile<R>: Write {
-    /// Sends the next `len` bytes of `file`. `Ok(false)`: not supported here,
-    /// nothing was sent. A file that ends early is [`StoreError::Changed`].
-    fn send_file(&mut self, file: &mut R, len: u64) -> Result<bool, SendFileError<Self::Error>> {
-        let _ = (file, len);
+    /// Sends the next `len` bytes of `file`, adding each byte that went out
+    /// to `sent` (so a failure can still say how much was sent). `Ok(false)`:
+    /// not supported here, nothing was sent. A file that ends early is
+    /// [`StoreError::Changed`].
+    fn send_file(
+        &mut self,
+        file: &mut R,
+        len: u64,
+        sent: &mut u64,
+    ) -> Result<bool, SendFileError<Self::Error>> {
+        let _ = (file, len, sent);
         Ok(false)
     }
 }
@@ -148,15 +155,24 @@ struct Done<E> {
     bytes: u64,
     reason: Option<&'static str>,
     end: Option<SessionEnd<E>>,
+    /// A group-committed backup whose 212 is held: its outcome is reported
+    /// when the held answers go out, with the status actually sent.
+    held: bool,
 }
 
 impl<E> Done<E> {
     fn answered(status: Status, bytes: u64) -> Self {
-        Done { status: Some(status), bytes, reason: None, end: None }
+        Done { status: Some(status), bytes, reason: None, end: None, held: false }
     }
 
     fn lost(reason: &'static str, end: SessionEnd<E>) -> Self {
-        Done { status: None, bytes: 0, reason: Some(reason), end: Some(end) }
+        Self::cut(None, 0, reason, end)
+    }
+
+    /// The session ended inside a request after `bytes` of its payload
+    /// moved; `status` is the header already sent, if one was.
+    fn cut(status: Option<Status>, bytes: u64, reason: &'static str, end: SessionEnd<E>) -> Self {
+        Done { status, bytes, reason: Some(reason), end: Some(end), held: false }
     }
 }
 
@@ -169,6 +185,11 @@ struct Current {
     size: u32,
 }
 
+/// What the log needs of a held backup besides its 212, which holds the
+/// name: the user and the payload bytes received. Kept at the end of the
+/// area, growing down, while the 212s grow up from its start.
+const HELD_NOTE_LEN: usize = 4 + 8;
+
 /// 212s held back until the store's next sync (group commit).
 struct Acks<'b> {
     area: &'b mut [u8],
@@ -179,31 +200,42 @@ struct Acks<'b> {
 impl Acks<'_> {
     /// Whether group commit is on and another 212 fits.
     fn has_room(&self) -> bool {
-        self.area.len() - self.len >= RESPONSE_MAX_HEADER_LEN
+        self.area.len() - self.len - self.count * HELD_NOTE_LEN >= RESPONSE_MAX_HEADER_LEN + HELD_NOTE_LEN
     }
 
     fn enabled(&self) -> bool {
         !self.area.is_empty()
     }
 
-    fn push(&mut self, response: &Response<'_>) -> bool {
-        let Some(rest) = self.area.get_mut(self.len..) else { return false };
-        match response.emit(rest) {
-            Ok(n) => {
-                self.len += n;
-                self.count += 1;
-                true
-            }
-            Err(_) => false,
+    fn note_range(&self, index: usize) -> core::ops::Range<usize> {
+        let end = self.area.len() - index * HELD_NOTE_LEN;
+        end - HELD_NOTE_LEN..end
+    }
+
+    fn push(&mut self, response: &Response<'_>, user: u32, bytes: u64) -> bool {
+        if !self.has_room() {
+            return false;
         }
+        let note = self.note_range(self.count);
+        let Some(rest) = self.area.get_mut(self.len..note.start) else { return false };
+        let Ok(n) = response.emit(rest) else { return false };
+        let Some(dst) = self.area.get_mut(note) else { return false };
+        let (user_dst, bytes_dst) = dst.split_at_mut(4);
+        user_dst.copy_from_slice(&user.to_le_bytes());
+        bytes_dst.copy_from_slice(&bytes.to_le_bytes());
+        self.len += n;
+        self.count += 1;
+        true
     }
 
     /// Syncs the store, then sends the held 212s in one write; if the sync
-    /// fails, each held backup is answered 1003 instead, in order.
-    fn flush<S: Store, C: Write>(
+    /// fails, each held backup is answered 1003 instead, in order. Each held
+    /// backup's outcome goes to `observer` with what was actually sent.
+    fn flush<S: Store, C: Write, O: Observer + ?Sized>(
         &mut self,
         store: &mut S,
         conn: &mut C,
+        observer: &mut O,
     ) -> Result<(), TransportError<C::Error>> {
         if self.count == 0 {
             return Ok(());
@@ -211,22 +243,46 @@ impl Acks<'_> {
         let (len, count) = (self.len, self.count);
         self.len = 0;
         self.count = 0;
-        match store.sync() {
+        let synced = store.sync();
+        let mut result = match synced {
             Ok(()) => write_all(conn, self.area.get(..len).unwrap_or(&[])),
-            Err(e) => {
-                let mut one = [0u8; RESPONSE_MAX_HEADER_LEN + MAX_REASON_LEN];
-                for _ in 0..count {
-                    let version = self.area.first().copied().unwrap_or(LEGACY_VERSION);
-                    if let Some(e) = answer_error(conn, &mut one, version, e.reason()).end {
-                        return match e {
-                            SessionEnd::Transport(e) => Err(e),
-                            _ => Err(TransportError::WriteZero),
-                        };
+            Err(_) => Ok(()),
+        };
+        let mut one = [0u8; RESPONSE_MAX_HEADER_LEN + MAX_REASON_LEN];
+        let mut at = 0;
+        for index in 0..count {
+            let held = ResponseView::new_unchecked(self.area.get(at..len).unwrap_or(&[]));
+            at += held.header_len();
+            let (status, reason) = match (synced, &result) {
+                (_, Err(_)) => (None, Some("connection failed")),
+                (Ok(()), Ok(())) => (Some(Status::Done), None),
+                (Err(e), Ok(())) => {
+                    let version = held.version().max(LEGACY_VERSION);
+                    match answer_error(conn, &mut one, version, e.reason()).end {
+                        None => (Some(Status::Error), Some(e.reason())),
+                        Some(end) => {
+                            result = Err(match end {
+                                SessionEnd::Transport(e) => e,
+                                _ => TransportError::WriteZero,
+                            });
+                            (None, Some("connection failed"))
+                        }
                     }
                 }
-                Ok(())
-            }
+            };
+            let note = self.area.get(self.note_range(index)).unwrap_or(&[]);
+            let user = note.get(..4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_le_bytes);
+            let bytes = note.get(4..).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+            observer.request_finished(&Outcome {
+                user_id: user,
+                op: Op::Backup,
+                name: core::str::from_utf8(held.name()).unwrap_or(""),
+                status,
+                bytes,
+                reason,
+            });
         }
+        result
     }
 }
 
@@ -291,7 +347,7 @@ impl<'b, S: Store> Dispatcher<'b, S> {
                 // Every response path sends held 212s first, so what is left
                 // belongs before the end: a client that half-closed after
                 // pipelining still hears them.
-                return match self.acks.flush(&mut self.store, conn) {
+                return match self.acks.flush(&mut self.store, conn, observer) {
                     Ok(()) => end,
                     Err(_) if matches!(end, SessionEnd::Transport(_)) => end,
                     Err(e) => SessionEnd::Transport(e),
@@ -301,8 +357,12 @@ impl<'b, S: Store> Dispatcher<'b, S> {
     }
 
     /// Sends held 212s (after the store's sync) before anything else goes out.
-    fn settle<C: Write>(&mut self, conn: &mut C) -> Result<(), TransportError<C::Error>> {
-        self.acks.flush(&mut self.store, conn)
+    fn settle<C: Write, O: Observer + ?Sized>(
+        &mut self,
+        conn: &mut C,
+        observer: &mut O,
+    ) -> Result<(), TransportError<C::Error>> {
+        self.acks.flush(&mut self.store, conn, observer)
     }
 
     /// Serves one request; `Some` when the session is over.
@@ -314,7 +374,7 @@ impl<'b, S: Store> Dispatcher<'b, S> {
         // Hold 212s only while the client has more for us: before waiting
         // for input, make them durable and send them.
         if self.acks.count > 0 && !matches!(conn.read_ready(), Ok(true)) {
-            if let Err(e) = self.settle(conn) {
+            if let Err(e) = self.settle(conn, observer) {
                 return Some(SessionEnd::Transport(e));
             }
         }
@@ -350,7 +410,7 @@ impl<'b, S: Store> Dispatcher<'b, S> {
                 Ok((_, Decoded::Partial | Decoded::Payload(_))) => {}
                 Err(e) => {
                     let version = self.decoder.view().version().clamp(LEGACY_VERSION, self.config.version);
-                    if let Err(e) = self.settle(conn) {
+                    if let Err(e) = self.settle(conn, observer) {
                         return Some(SessionEnd::Transport(e));
                     }
                     let sent = self.respond_error(conn, version, e.reason());
@@ -372,21 +432,23 @@ impl<'b, S: Store> Dispatcher<'b, S> {
             return Some(SessionEnd::Internal);
         };
         let done = match req.op {
-            Op::Backup => self.backup(conn, &req),
-            Op::Restore => self.restore(conn, &req),
-            Op::Delete => self.delete(conn, &req),
-            Op::List => self.list(conn, &req),
+            Op::Backup => self.backup(conn, observer, &req),
+            Op::Restore => self.restore(conn, observer, &req),
+            Op::Delete => self.delete(conn, observer, &req),
+            Op::List => self.list(conn, observer, &req),
             // The decoder refuses unknown ops before the header completes.
             Op::Unknown(_) => Done::lost("unknown op", SessionEnd::Refused),
         };
-        observer.request_finished(&Outcome {
-            user_id: req.user,
-            op: req.op,
-            name: req.name.as_str(),
-            status: done.status,
-            bytes: done.bytes,
-            reason: done.reason,
-        });
+        if !done.held {
+            observer.request_finished(&Outcome {
+                user_id: req.user,
+                op: req.op,
+                name: req.name.as_str(),
+                status: done.status,
+                bytes: done.bytes,
+                reason: done.reason,
+            });
+        }
         done.end
     }
 
@@ -407,13 +469,18 @@ impl<'b, S: Store> Dispatcher<'b, S> {
         });
     }
 
-    fn backup<C: Read + Write>(&mut self, conn: &mut C, req: &Current) -> Done<C::Error> {
+    fn backup<C: Read + Write, O: Observer + ?Sized>(
+        &mut self,
+        conn: &mut C,
+        observer: &mut O,
+        req: &Current,
+    ) -> Done<C::Error> {
         if req.size > self.config.max_file_size {
-            return self.refuse(conn, req.version, REASON_TOO_LARGE);
+            return self.refuse(conn, observer, req.version, REASON_TOO_LARGE);
         }
         let mut upload = match self.store.begin_upload(req.user, req.name.as_str(), req.size) {
             Ok(upload) => upload,
-            Err(e) => return self.refuse(conn, req.version, e.reason()),
+            Err(e) => return self.refuse(conn, observer, req.version, e.reason()),
         };
         let mut received: u64 = 0;
         while !self.decoder.is_complete() {
@@ -422,12 +489,13 @@ impl<'b, S: Store> Dispatcher<'b, S> {
             let n = match conn.read(window) {
                 Ok(0) => {
                     self.store.abort_upload(upload);
-                    return Done::lost("connection closed mid-upload", SessionEnd::Truncated);
+                    return Done::cut(None, received, "connection closed mid-upload", SessionEnd::Truncated);
                 }
                 Ok(n) => n,
                 Err(e) => {
                     self.store.abort_upload(upload);
-                    return Done::lost("connection failed mid-upload", SessionEnd::Transport(e.into()));
+                    let end = SessionEnd::Transport(e.into());
+                    return Done::cut(None, received, "connection failed mid-upload", end);
                 }
             };
             let chunk = match self.decoder.feed(self.buf.get(..n).unwrap_or(&[])) {
@@ -437,19 +505,19 @@ impl<'b, S: Store> Dispatcher<'b, S> {
             if let Err(e) = self.store.write_upload(&mut upload, chunk) {
                 self.store.abort_upload(upload);
                 // The client is still sending: answer now, then drain.
-                return self.refuse(conn, req.version, e.reason());
+                return self.refuse(conn, observer, req.version, e.reason());
             }
             received += chunk.len() as u64;
         }
         if !self.acks.enabled() {
             return match self.store.commit_upload(upload) {
-                Ok(()) => self.respond(conn, req, Status::Done, received),
+                Ok(()) => self.respond(conn, observer, req, Status::Done, received),
                 // The request was read whole, so the session can go on.
-                Err(e) => self.answer_error(conn, req.version, e.reason()),
+                Err(e) => self.answer_error(conn, observer, req.version, e.reason()),
             };
         }
         if !self.acks.has_room() {
-            if let Err(e) = self.settle(conn) {
+            if let Err(e) = self.settle(conn, observer) {
                 self.store.abort_upload(upload);
                 return Done::lost("connection failed", SessionEnd::Transport(e));
             }
@@ -462,29 +530,34 @@ impl<'b, S: Store> Dispatcher<'b, S> {
                     name: req.name.as_bytes(),
                     size: 0,
                 };
-                if self.acks.push(&ack) {
-                    Done::answered(Status::Done, received)
+                if self.acks.push(&ack, req.user, received) {
+                    Done { held: true, ..Done::answered(Status::Done, received) }
                 } else {
                     Done::lost("internal buffer too small", SessionEnd::Internal)
                 }
             }
-            Err(e) => self.answer_error(conn, req.version, e.reason()),
+            Err(e) => self.answer_error(conn, observer, req.version, e.reason()),
         }
     }
 
-    fn restore<C: Read + SendFile<S::Reader>>(&mut self, conn: &mut C, req: &Current) -> Done<C::Error> {
-        if let Err(e) = self.settle(conn) {
+    fn restore<C: Read + SendFile<S::Reader>, O: Observer + ?Sized>(
+        &mut self,
+        conn: &mut C,
+        observer: &mut O,
+        req: &Current,
+    ) -> Done<C::Error> {
+        if let Err(e) = self.settle(conn, observer) {
             return Done::lost("connection failed", SessionEnd::Transport(e));
         }
         let (mut reader, size) = match self.store.open(req.user, req.name.as_str()) {
             Ok(opened) => opened,
-            Err(StoreError::NotFound) => return self.respond(conn, req, Status::NotFound, 0),
-            Err(e) => return self.answer_error(conn, req.version, e.reason()),
+            Err(StoreError::NotFound) => return self.respond(conn, observer, req, Status::NotFound, 0),
+            Err(e) => return self.answer_error(conn, observer, req.version, e.reason()),
         };
         let header =
             Response { version: req.version, status: Status::Restored, name: req.name.as_bytes(), size };
         let Ok(header_len) = header.emit(self.buf) else {
-            return self.answer_error(conn, req.version, "internal buffer too small");
+            return self.answer_error(conn, observer, req.version, "internal buffer too small");
         };
         // The first chunk rides with the header; nothing is sent until it is
         // read, so a failure here can still be answered with 1003.
@@ -493,24 +566,28 @@ impl<'b, S: Store> Dispatcher<'b, S> {
         while filled < first_end {
             let Some(window) = self.buf.get_mut(filled..first_end) else { break };
             match self.store.read(&mut reader, window) {
-                Ok(0) => return self.answer_error(conn, req.version, StoreError::Changed.reason()),
+                Ok(0) => return self.answer_error(conn, observer, req.version, StoreError::Changed.reason()),
                 Ok(n) => filled += n,
-                Err(e) => return self.answer_error(conn, req.version, e.reason()),
+                Err(e) => return self.answer_error(conn, observer, req.version, e.reason()),
             }
         }
         if let Err(e) = write_all(conn, self.buf.get(..filled).unwrap_or(&[])) {
             return Done::lost("connection failed mid-restore", SessionEnd::Transport(e));
         }
+        // From here on the 210 is out: a failure is logged with it and with
+        // the payload bytes that went out before it.
+        let cut = |sent, reason, end| Done::cut(Some(Status::Restored), sent, reason, end);
         let mut sent = (filled - header_len) as u64;
         let total = u64::from(size);
         if sent < total {
-            match conn.send_file(&mut reader, total - sent) {
+            match conn.send_file(&mut reader, total - sent, &mut sent) {
                 Ok(true) => sent = total,
                 Ok(false) => {}
                 Err(SendFileError::Transport(e)) => {
-                    return Done::lost("connection failed mid-restore", SessionEnd::Transport(e.into()));
+                    let end = SessionEnd::Transport(e.into());
+                    return cut(sent, "connection failed mid-restore", end);
                 }
-                Err(SendFileError::Source(e)) => return Done::lost(e.reason(), SessionEnd::Aborted(e)),
+                Err(SendFileError::Source(e)) => return cut(sent, e.reason(), SessionEnd::Aborted(e)),
             }
         }
         while sent < total {
@@ -518,36 +595,43 @@ impl<'b, S: Store> Dispatcher<'b, S> {
             let Some(window) = self.buf.get_mut(..want) else { break };
             let n = match self.store.read(&mut reader, window) {
                 Ok(0) => {
-                    return Done::lost(
-                        StoreError::Changed.reason(),
-                        SessionEnd::Aborted(StoreError::Changed),
-                    );
+                    return cut(sent, StoreError::Changed.reason(), SessionEnd::Aborted(StoreError::Changed));
                 }
                 Ok(n) => n,
-                Err(e) => return Done::lost(e.reason(), SessionEnd::Aborted(e)),
+                Err(e) => return cut(sent, e.reason(), SessionEnd::Aborted(e)),
             };
             if let Err(e) = write_all(conn, self.buf.get(..n).unwrap_or(&[])) {
-                return Done::lost("connection failed mid-restore", SessionEnd::Transport(e));
+                return cut(sent, "connection failed mid-restore", SessionEnd::Transport(e));
             }
             sent += n as u64;
         }
         Done::answered(Status::Restored, sent)
     }
 
-    fn delete<C: Write>(&mut self, conn: &mut C, req: &Current) -> Done<C::Error> {
+    fn delete<C: Write, O: Observer + ?Sized>(
+        &mut self,
+        conn: &mut C,
+        observer: &mut O,
+        req: &Current,
+    ) -> Done<C::Error> {
         // A held backup of this name must land before it is deleted.
-        if let Err(e) = self.settle(conn) {
+        if let Err(e) = self.settle(conn, observer) {
             return Done::lost("connection failed", SessionEnd::Transport(e));
         }
         match self.store.delete(req.user, req.name.as_str()) {
-            Ok(()) => self.respond(conn, req, Status::Done, 0),
-            Err(StoreError::NotFound) => self.respond(conn, req, Status::NotFound, 0),
-            Err(e) => self.answer_error(conn, req.version, e.reason()),
+            Ok(()) => self.respond(conn, observer, req, Status::Done, 0),
+            Err(StoreError::NotFound) => self.respond(conn, observer, req, Status::NotFound, 0),
+            Err(e) => self.answer_error(conn, observer, req.version, e.reason()),
         }
     }
 
-    fn list<C: Write>(&mut self, conn: &mut C, req: &Current) -> Done<C::Error> {
-        if let Err(e) = self.settle(conn) {
+    fn list<C: Write, O: Observer + ?Sized>(
+        &mut self,
+        conn: &mut C,
+        observer: &mut O,
+        req: &Current,
+    ) -> Done<C::Error> {
+        if let Err(e) = self.settle(conn, observer) {
             return Done::lost("connection failed", SessionEnd::Transport(e));
         }
         let mut listing = match self.store.list(req.user) {
@@ -558,7 +642,7 @@ impl<'b, S: Store> Dispatcher<'b, S> {
         if total == 0 {
             drop(listing);
             let empty = Current { name: NameBuf::new(), ..*req };
-            return self.respond(conn, &empty, Status::NoFiles, 0);
+            return self.respond(conn, observer, &empty, Status::NoFiles, 0);
         }
         let Ok(size) = u32::try_from(total) else {
             return answer_error(conn, self.buf, req.version, "too many files to list");
@@ -568,6 +652,12 @@ impl<'b, S: Store> Dispatcher<'b, S> {
             return answer_error(conn, self.buf, req.version, "internal buffer too small");
         };
         let mut written: u64 = 0;
+        // Payload bytes already out, and where the unsent ones start in the
+        // buffer, so that a failure is logged with what went out.
+        let (mut out, mut unsent_from) = (None, at);
+        let cut = |out: Option<u64>, end| {
+            Done::cut(out.map(|_| Status::Listed), out.unwrap_or(0), "connection failed mid-list", end)
+        };
         while let Some(name) = listing.next_name() {
             let entry_len = name.len() + 1;
             written += entry_len as u64;
@@ -576,9 +666,10 @@ impl<'b, S: Store> Dispatcher<'b, S> {
             }
             if at + entry_len > self.buf.len() {
                 if let Err(e) = write_all(conn, self.buf.get(..at).unwrap_or(&[])) {
-                    return Done::lost("connection failed mid-list", SessionEnd::Transport(e));
+                    return cut(out, SessionEnd::Transport(e));
                 }
-                at = 0;
+                out = Some(out.unwrap_or(0) + (at - unsent_from) as u64);
+                (at, unsent_from) = (0, 0);
             }
             if let Some(dst) = self.buf.get_mut(at..at + entry_len) {
                 let (text, newline) = dst.split_at_mut(name.len());
@@ -588,26 +679,28 @@ impl<'b, S: Store> Dispatcher<'b, S> {
             at += entry_len;
         }
         if let Err(e) = write_all(conn, self.buf.get(..at).unwrap_or(&[])) {
-            return Done::lost("connection failed mid-list", SessionEnd::Transport(e));
+            return cut(out, SessionEnd::Transport(e));
         }
         if written != total {
             // The store's snapshot disagreed with its own length: the
             // response cannot be framed, so the connection must go.
-            return Done::lost(StoreError::Changed.reason(), SessionEnd::Aborted(StoreError::Changed));
+            let end = SessionEnd::Aborted(StoreError::Changed);
+            return Done::cut(Some(Status::Listed), written.min(total), StoreError::Changed.reason(), end);
         }
         Done::answered(Status::Listed, total)
     }
 
     /// Sends a payload-less response naming the request's file.
-    fn respond<C: Write>(
+    fn respond<C: Write, O: Observer + ?Sized>(
         &mut self,
         conn: &mut C,
+        observer: &mut O,
         req: &Current,
         status: Status,
         bytes: u64,
     ) -> Done<C::Error> {
         let response = Response { version: req.version, status, name: req.name.as_bytes(), size: 0 };
-        let sent = self.settle(conn).and_then(|()| {
+        let sent = self.settle(conn, observer).and_then(|()| {
             let n = response.emit(self.buf).map_err(|_| TransportError::WriteZero)?;
             write_all(conn, self.buf.get(..n).unwrap_or(&[]))
         });
@@ -618,16 +711,28 @@ impl<'b, S: Store> Dispatcher<'b, S> {
     }
 
     /// Answers 1003 and keeps the session: the request was read whole.
-    fn answer_error<C: Write>(&mut self, conn: &mut C, version: u8, reason: &'static str) -> Done<C::Error> {
-        if let Err(e) = self.settle(conn) {
+    fn answer_error<C: Write, O: Observer + ?Sized>(
+        &mut self,
+        conn: &mut C,
+        observer: &mut O,
+        version: u8,
+        reason: &'static str,
+    ) -> Done<C::Error> {
+        if let Err(e) = self.settle(conn, observer) {
             return Done::lost("connection failed", SessionEnd::Transport(e));
         }
         answer_error(conn, self.buf, version, reason)
     }
 
     /// Answers 1003 and ends the session: what follows cannot be framed.
-    fn refuse<C: Write>(&mut self, conn: &mut C, version: u8, reason: &'static str) -> Done<C::Error> {
-        let mut done = self.answer_error(conn, version, reason);
+    fn refuse<C: Write, O: Observer + ?Sized>(
+        &mut self,
+        conn: &mut C,
+        observer: &mut O,
+        version: u8,
+        reason: &'static str,
+    ) -> Done<C::Error> {
+        let mut done = self.answer_error(conn, observer, version, reason);
         done.end.get_or_insert(SessionEnd::Refused);
         done
     }
@@ -650,7 +755,7 @@ fn answer_error<C: Write>(conn: &mut C, buf: &mut [u8], version: u8, reason: &'s
         write_all(conn, buf.get(..end).unwrap_or(&[]))
     });
     match sent {
-        Ok(()) => Done { status: Some(Status::Error), bytes: 0, reason: Some(reason), end: None },
+        Ok(()) => Done { reason: Some(reason), ..Done::answered(Status::Error, 0) },
         Err(e) => Done::lost("connection failed", SessionEnd::Transport(e)),
     }
 }

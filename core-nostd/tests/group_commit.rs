@@ -22,13 +22,15 @@ enum Event {
 type Log = Rc<RefCell<Vec<Event>>>;
 
 /// A RAM store that logs deferred commits and syncs.
-struct Logged {
+struct LoggedStore {
     inner: RamStore<16, 65536>,
     log: Log,
     pending: Vec<String>,
+    /// Every sync fails (a disk error after the uploads were received).
+    fail_sync: bool,
 }
 
-impl Store for Logged {
+impl Store for LoggedStore {
     type Upload = (RamUpload, String);
     type Reader = RamReader;
     type Listing<'a> = RamListing<'a>;
@@ -50,6 +52,10 @@ impl Store for Logged {
         Ok(())
     }
     fn sync(&mut self) -> Result<(), StoreError> {
+        if self.fail_sync && !self.pending.is_empty() {
+            self.pending.clear();
+            return Err(StoreError::Io);
+        }
         if !self.pending.is_empty() {
             self.pending.clear();
             self.log.borrow_mut().push(Event::Sync);
@@ -149,15 +155,32 @@ fn delete(name: &str) -> Vec<u8> {
 }
 
 fn serve(input: Vec<u8>, ready: bool, max_file_size: u32) -> (Vec<Event>, SessionEnd<Infallible>) {
+    let (events, _, end) = serve_logged(input, ready, max_file_size, false);
+    (events, end)
+}
+
+/// What the server's log hears of one request: its name, the status sent
+/// (`None`: nothing could be sent), the payload bytes and the reason.
+type Logged = (String, Option<u16>, u64, Option<&'static str>);
+
+fn serve_logged(
+    input: Vec<u8>,
+    ready: bool,
+    max_file_size: u32,
+    fail_sync: bool,
+) -> (Vec<Event>, Vec<Logged>, SessionEnd<Infallible>) {
     let log: Log = Rc::default();
-    let mut store = Logged { inner: RamStore::new(), log: log.clone(), pending: Vec::new() };
+    let mut store = LoggedStore { inner: RamStore::new(), log: log.clone(), pending: Vec::new(), fail_sync };
     let mut buf = vec![0u8; 4096 + GROUP_COMMIT_AREA_LEN];
     let config = Config { group_commit: true, max_file_size, ..Config::default() };
     let mut dispatcher = Dispatcher::new(&mut store, &mut buf, config).unwrap();
     let mut conn = Conn { input, pos: 0, ready, log: log.clone(), decoder: ResponseDecoder::new() };
-    let end = dispatcher.serve(&mut conn, &mut |_: &Outcome<'_>| {});
+    let mut outcomes = Vec::new();
+    let end = dispatcher.serve(&mut conn, &mut |o: &Outcome<'_>| {
+        outcomes.push((o.name.to_string(), o.status.map(|s| s.code()), o.bytes, o.reason));
+    });
     let events = log.borrow().clone();
-    (events, end)
+    (events, outcomes, end)
 }
 
 fn commit(name: &str) -> Event {
@@ -219,4 +242,34 @@ fn a_refusal_after_held_212s_comes_after_them() {
         [commit("a"), commit("b"), Event::Sync, sent(212, "a"), sent(212, "b"), sent(1003, "")]
     );
     assert_eq!(end, SessionEnd::Refused);
+}
+
+#[test]
+fn held_backups_are_logged_once_each_in_order_with_the_212_that_went_out() {
+    let input = [backup("a", b"1"), backup("b", b"22"), restore("b")].concat();
+    let (_, logged, _) = serve_logged(input, true, u32::MAX, false);
+    assert_eq!(
+        logged,
+        [
+            ("a".to_string(), Some(212), 1, None),
+            ("b".to_string(), Some(212), 2, None),
+            ("b".to_string(), Some(210), 2, None),
+        ]
+    );
+}
+
+#[test]
+fn held_backups_whose_sync_fails_are_logged_with_the_1003_the_client_got() {
+    let input = [backup("a", b"1"), backup("b", b"22"), restore("zz")].concat();
+    let (events, logged, _) = serve_logged(input, true, u32::MAX, true);
+    assert_eq!(events, [commit("a"), commit("b"), sent(1003, ""), sent(1003, ""), sent(1001, "zz")]);
+    let reason = Some(StoreError::Io.reason());
+    assert_eq!(
+        logged,
+        [
+            ("a".to_string(), Some(1003), 1, reason),
+            ("b".to_string(), Some(1003), 2, reason),
+            ("zz".to_string(), Some(1001), 0, None),
+        ]
+    );
 }

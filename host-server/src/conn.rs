@@ -121,14 +121,22 @@ impl SendFile<FsReader> for Conn {
     /// Sends the rest of a restore with sendfile(2): the kernel moves the
     /// bytes from the page cache to the socket without copying them through
     /// us. Falls back to the dispatcher's copy if the kernel refuses at once.
-    fn send_file(&mut self, file: &mut FsReader, len: u64) -> Result<bool, SendFileError<io::Error>> {
+    fn send_file(
+        &mut self,
+        file: &mut FsReader,
+        len: u64,
+        sent: &mut u64,
+    ) -> Result<bool, SendFileError<io::Error>> {
         let mut left = len;
         while left > 0 {
             // The kernel moves at most about 2 GiB per call.
             let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
             match rustix::fs::sendfile(&self.stream, &file.file, None, chunk) {
                 Ok(0) => return Err(SendFileError::Source(StoreError::Changed)),
-                Ok(n) => left -= n as u64,
+                Ok(n) => {
+                    left -= n as u64;
+                    *sent += n as u64;
+                }
                 Err(Errno::INTR) => {}
                 Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) if left == len => return Ok(false),
                 Err(e) => return Err(SendFileError::Transport(e.into())),

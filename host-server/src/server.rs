@@ -1,7 +1,7 @@
 //! The TCP server: an accept loop, a bounded pool of worker threads each
 //! serving one connection with the core's dispatcher, and a graceful shutdown.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -300,17 +300,21 @@ impl Drop for Pool {
 struct RequestLog {
     peer: SocketAddr,
     busy: Arc<AtomicBool>,
-    started: Instant,
+    /// When each unfinished request started, oldest first. Requests finish
+    /// in the order they started, but a group-committed backup finishes
+    /// (its 212 or 1003 goes out) only after the requests behind it began.
+    started: VecDeque<Instant>,
 }
 
 impl Observer for RequestLog {
     fn request_started(&mut self) {
         self.busy.store(true, Ordering::SeqCst);
-        self.started = Instant::now();
+        self.started.push_back(Instant::now());
     }
 
     fn request_finished(&mut self, o: &Outcome<'_>) {
-        self.busy.store(false, Ordering::SeqCst);
+        let started = self.started.pop_front();
+        self.busy.store(!self.started.is_empty(), Ordering::SeqCst);
         let status = o.status.map_or_else(|| "-".to_string(), |s| s.code().to_string());
         let reason = o.reason.map(|r| format!(" reason={r:?}")).unwrap_or_default();
         log::info!(
@@ -320,7 +324,7 @@ impl Observer for RequestLog {
             o.op.as_str(),
             o.name,
             o.bytes,
-            self.started.elapsed()
+            started.map(|t| t.elapsed()).unwrap_or_default()
         );
     }
 }
@@ -364,7 +368,7 @@ fn serve(
         Config { max_file_size: config.max_file_size, version: PROTOCOL_VERSION, group_commit: true };
     let mut dispatcher = Dispatcher::new(store, &mut buf, core_config)
         .map_err(|_| io::Error::other("dispatch buffer too small"))?;
-    let mut log = RequestLog { peer, busy, started: Instant::now() };
+    let mut log = RequestLog { peer, busy, started: VecDeque::new() };
     let end = dispatcher.serve(&mut conn, &mut log);
     match &end {
         SessionEnd::Transport(e) => log::debug!("{peer}: connection ended: {e}"),
