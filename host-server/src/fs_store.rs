@@ -13,14 +13,13 @@
 //! Every path below the root is walked `openat`-style with `O_NOFOLLOW`, so a
 //! symbolic link planted in the tree leads nowhere.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use backup_core::StoreError;
 use backup_core::store::{Listing, Store};
@@ -30,6 +29,9 @@ use rustix::io::Errno;
 use write_behind::WriteBehind;
 
 use crate::commit_gate::CommitGate;
+use crate::quota::QuotaBook;
+use crate::root_lock::{self, RootLock};
+use crate::sync_pool::{SYNC_THREADS, SyncPool};
 
 /// How the names of uploads in progress start. A backslash is refused in
 /// every file name a client sends, so these never collide with one.
@@ -56,33 +58,25 @@ impl Default for StoreOptions {
     }
 }
 
-/// Bytes a user stores, and bytes reserved by uploads in progress.
-#[derive(Debug, Default, Clone, Copy)]
-struct Usage {
-    committed: u64,
-    reserved: u64,
-}
-
 #[derive(Debug)]
 struct Inner {
     root: PathBuf,
     root_dir: OwnedFd,
     options: StoreOptions,
-    /// Only kept when a quota is set; filled lazily by scanning a user's folder.
-    usage: Mutex<HashMap<u32, Usage>>,
+    /// Stored bytes per user, only when a quota is set.
+    quota: Option<QuotaBook>,
     next_tmp: AtomicU64,
     /// Commits waiting for the disk, admitted fairly.
     commits: CommitGate,
+    /// The threads that sync group commits' files.
+    syncs: SyncPool,
+    /// No other server uses this root while we do.
+    _lock: RootLock,
 }
 
 /// Complete uploads held for one group commit, at most: each holds an open
 /// file, and this many syncs at once keep the disk busy.
 const MAX_PENDING: usize = 64;
-
-/// Threads that sync a group's files at once. The kernel merges their
-/// flushes: on a virtio disk, 1 thread did 5,200 small-file syncs per
-/// second, 4 threads 11,500, 8 threads 15,000.
-const SYNC_THREADS: usize = 8;
 
 /// Connections whose commits wait for the disk at once, admitted first come
 /// first served: a trade of some throughput under saturation for a shorter
@@ -125,7 +119,6 @@ pub struct FsUpload {
     name: String,
     size: u32,
     done: bool,
-    store: Arc<Inner>,
 }
 
 impl Drop for FsUpload {
@@ -134,7 +127,6 @@ impl Drop for FsUpload {
             if let Err(e) = rustix::fs::unlinkat(&*self.dir, self.tmp_name.as_str(), AtFlags::empty()) {
                 log::warn!("could not remove temporary file {}: {e}", self.tmp_name);
             }
-            self.store.release(self.user, u64::from(self.size), None);
         }
     }
 }
@@ -172,7 +164,7 @@ impl FsStore {
     /// committed) fared; an earlier one's failure is kept for `sync`.
     fn place_pending(&mut self) -> Result<(), StoreError> {
         let pending = std::mem::take(&mut self.pending);
-        let synced = sync_data_all(&pending);
+        let synced = self.sync_data_all(&pending);
         let mut last = Ok(());
         let count = pending.len();
         for (i, (upload, synced)) in pending.into_iter().zip(synced).enumerate() {
@@ -189,16 +181,57 @@ impl FsStore {
         last
     }
 
+    /// `fdatasync` of each upload, on the shared sync threads when there
+    /// are several: one result per upload, in order.
+    fn sync_data_all(&self, uploads: &[FsUpload]) -> Vec<Result<(), StoreError>> {
+        let sync = |upload: &FsUpload, result: io::Result<()>| {
+            result.map_err(|e| store_error(e, "sync", &upload.name))
+        };
+        if uploads.len() <= 1 {
+            return uploads.iter().map(|u| sync(u, u.file.get_ref().sync_data())).collect();
+        }
+        // The pool's threads sync duplicates of the files' descriptors: the
+        // same files, without lending the uploads to threads that outlive us.
+        let files: io::Result<Vec<File>> = uploads.iter().map(|u| u.file.get_ref().try_clone()).collect();
+        match files {
+            Ok(files) => {
+                uploads.iter().zip(self.inner.syncs.sync_data_all(files)).map(|(u, r)| sync(u, r)).collect()
+            }
+            // Out of descriptors: sync them here, one by one.
+            Err(_) => uploads.iter().map(|u| sync(u, u.file.get_ref().sync_data())).collect(),
+        }
+    }
+
     /// Renames a complete (and, when durable, synced) upload over the
-    /// file's previous version; its folder's sync waits for `sync`.
+    /// file's previous version; its folder's sync waits for `sync`. With a
+    /// quota, the check that counts is made here, under the user's lock.
     fn place(&mut self, mut upload: FsUpload) -> Result<(), StoreError> {
         let inner = &self.inner;
         let dir = &*upload.dir;
-        let replaced = Inner::file_size(dir, &upload.name)?.unwrap_or(0);
-        rustix::fs::renameat(dir, upload.tmp_name.as_str(), dir, upload.name.as_str())
-            .map_err(|e| store_error(e.into(), "rename into place", &upload.name))?;
+        let rename = || {
+            rustix::fs::renameat(dir, upload.tmp_name.as_str(), dir, upload.name.as_str())
+                .map_err(|e| store_error(e.into(), "rename into place", &upload.name))
+        };
+        // Only a regular file (or nothing) is replaced: a link or folder
+        // planted under that name is refused, not overwritten.
+        match &inner.quota {
+            None => {
+                Inner::file_size(dir, &upload.name)?;
+                rename()?;
+            }
+            Some(book) => book.with_user(
+                upload.user,
+                || stored_bytes(dir),
+                |used| {
+                    let replaced = Inner::file_size(dir, &upload.name)?.unwrap_or(0);
+                    let after = book.fits(*used, replaced, u64::from(upload.size))?;
+                    rename()?;
+                    *used = after;
+                    Ok(())
+                },
+            )?,
+        }
         upload.done = true;
-        inner.release(upload.user, u64::from(upload.size), Some((u64::from(upload.size), replaced)));
         if inner.options.durable && !self.unsynced.iter().any(|(user, _)| *user == upload.user) {
             self.unsynced.push((upload.user, upload.dir.clone()));
         }
@@ -218,6 +251,7 @@ impl FsStore {
         let root = root.canonicalize().map_err(|e| with_path(e, "open storage folder", root))?;
         let root_dir = rustix::fs::open(&root, dir_flags(), Mode::empty())
             .map_err(|e| with_path(e.into(), "open storage folder", &root))?;
+        let lock = root_lock::lock(&root_dir, &root)?;
         let store = FsStore {
             pending: Vec::new(),
             unsynced: Vec::new(),
@@ -226,9 +260,11 @@ impl FsStore {
                 root,
                 root_dir,
                 options,
-                usage: Mutex::new(HashMap::new()),
+                quota: options.quota.map(QuotaBook::new),
                 next_tmp: AtomicU64::new(0),
                 commits: CommitGate::new(COMMIT_SLOTS),
+                syncs: SyncPool::start(if options.durable { SYNC_THREADS } else { 0 }),
+                _lock: lock,
             }),
         };
         let removed = store.remove_leftovers()?;
@@ -244,23 +280,56 @@ impl FsStore {
     }
 
     /// Removes the temporary files of uploads that a previous run did not
-    /// finish, from every user folder.
+    /// finish, from every user folder. Anything in the way (a file or link
+    /// where a user folder would be, a folder named like a temporary file,
+    /// a folder that cannot be read) is logged with its path and skipped:
+    /// only a root that cannot be read at all stops the start.
     fn remove_leftovers(&self) -> io::Result<usize> {
+        let root = &self.inner.root;
         let mut removed = 0;
-        for entry in rustix::fs::Dir::read_from(&self.inner.root_dir)? {
-            let entry = entry?;
-            let Ok(user) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Some(dir) = self.inner.user_dir(user)? else { continue };
+        let entries = rustix::fs::Dir::read_from(&self.inner.root_dir)
+            .map_err(|e| with_path(e.into(), "read storage folder", root))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| with_path(e.into(), "read storage folder", root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(user) = name.parse::<u32>() else { continue };
+            let path = root.join(&name);
+            let dir = match self.inner.user_dir(user) {
+                Ok(Some(dir)) => dir,
+                Ok(None) => continue,
+                Err(e) => {
+                    log::warn!("skipping {}: not a user folder ({e})", path.display());
+                    continue;
+                }
+            };
+            let entries = match rustix::fs::Dir::read_from(&dir) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    log::warn!("skipping {}: cannot read it ({e})", path.display());
+                    continue;
+                }
+            };
             let mut here = 0;
-            for entry in rustix::fs::Dir::read_from(&dir)? {
-                let entry = entry?;
-                if entry.file_name().to_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
-                    rustix::fs::unlinkat(&dir, entry.file_name(), AtFlags::empty())?;
-                    here += 1;
+            for entry in entries {
+                let Ok(entry) = entry else {
+                    log::warn!("skipping the rest of {}: cannot read it", path.display());
+                    break;
+                };
+                if !entry.file_name().to_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+                    continue;
+                }
+                match rustix::fs::unlinkat(&dir, entry.file_name(), AtFlags::empty()) {
+                    Ok(()) => here += 1,
+                    Err(e) => log::warn!(
+                        "skipping {}: cannot remove it ({e})",
+                        path.join(entry.file_name().to_string_lossy().as_ref()).display()
+                    ),
                 }
             }
             if here > 0 {
-                rustix::fs::fsync(&dir)?;
+                if let Err(e) = rustix::fs::fsync(&dir) {
+                    log::warn!("cannot sync {}: {e}", path.display());
+                }
             }
             removed += here;
         }
@@ -299,59 +368,6 @@ impl Inner {
             Err(e) => Err(store_error(e.into(), "stat", name)),
         }
     }
-
-    /// Reserves `size` bytes of the user's quota for an upload of `name`.
-    fn reserve(&self, user: u32, name: &str, size: u64) -> Result<(), StoreError> {
-        let Some(quota) = self.options.quota else { return Ok(()) };
-        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
-        let dir = self.user_dir(user).map_err(|e| store_error(e.into(), "open user folder", ""))?;
-        let entry = match usage.get(&user) {
-            Some(known) => *known,
-            None => {
-                let committed = match &dir {
-                    Some(dir) => scan(dir)?.iter().map(|(_, size)| size).sum(),
-                    None => 0,
-                };
-                Usage { committed, reserved: 0 }
-            }
-        };
-        let replaced = match &dir {
-            Some(dir) => Self::file_size(dir, name).unwrap_or(None).unwrap_or(0),
-            None => 0,
-        };
-        let after = entry.committed.saturating_sub(replaced) + entry.reserved + size;
-        if after > quota {
-            usage.insert(user, entry);
-            return Err(StoreError::QuotaExceeded);
-        }
-        usage.insert(user, Usage { reserved: entry.reserved + size, ..entry });
-        Ok(())
-    }
-
-    /// Ends a reservation; `stored` is `(new size, replaced size)` when the
-    /// upload became the file.
-    fn release(&self, user: u32, size: u64, stored: Option<(u64, u64)>) {
-        if self.options.quota.is_none() {
-            return;
-        }
-        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = usage.get_mut(&user) {
-            entry.reserved = entry.reserved.saturating_sub(size);
-            if let Some((new, old)) = stored {
-                entry.committed = entry.committed.saturating_sub(old) + new;
-            }
-        }
-    }
-
-    fn forget(&self, user: u32, size: u64) {
-        if self.options.quota.is_none() {
-            return;
-        }
-        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = usage.get_mut(&user) {
-            entry.committed = entry.committed.saturating_sub(size);
-        }
-    }
 }
 
 impl Store for FsStore {
@@ -361,25 +377,33 @@ impl Store for FsStore {
 
     fn begin_upload(&mut self, user: u32, name: &str, size: u32) -> Result<FsUpload, StoreError> {
         let inner = &self.inner;
-        inner.reserve(user, name, u64::from(size))?;
+        let dir = inner.user_dir(user).map_err(|e| store_error(e.into(), "open user folder", ""))?;
+        if let Some(book) = &inner.quota {
+            // Whether it fits now, so a payload that cannot is not sent;
+            // `place` decides, when it replaces the file.
+            book.with_user(
+                user,
+                || dir.as_ref().map_or(Ok(0), stored_bytes),
+                |used| {
+                    let replaced = match &dir {
+                        Some(dir) => Inner::file_size(dir, name)?.unwrap_or(0),
+                        None => 0,
+                    };
+                    book.fits(*used, replaced, u64::from(size))
+                },
+            )?;
+        }
+        let dir = match dir {
+            Some(dir) => dir,
+            None => {
+                inner.user_dir_or_create(user).map_err(|e| store_error(e.into(), "create user folder", ""))?
+            }
+        };
         let tmp_name =
             format!("{TEMP_PREFIX}{}-{}", std::process::id(), inner.next_tmp.fetch_add(1, Ordering::Relaxed));
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let created = inner
-            .user_dir_or_create(user)
-            .map_err(|e| store_error(e.into(), "open user folder", ""))
-            .and_then(|dir| {
-                let fd = rustix::fs::openat(&dir, tmp_name.as_str(), flags, Mode::from_raw_mode(FILE_MODE))
-                    .map_err(|e| store_error(e.into(), "create temporary file", &tmp_name))?;
-                Ok((dir, fd))
-            });
-        let (dir, fd) = match created {
-            Ok(created) => created,
-            Err(e) => {
-                inner.release(user, u64::from(size), None);
-                return Err(e);
-            }
-        };
+        let fd = rustix::fs::openat(&dir, tmp_name.as_str(), flags, Mode::from_raw_mode(FILE_MODE))
+            .map_err(|e| store_error(e.into(), "create temporary file", &tmp_name))?;
         let upload = FsUpload {
             file: WriteBehind::new(File::from(fd)),
             dir: Arc::new(dir),
@@ -388,7 +412,6 @@ impl Store for FsStore {
             name: name.to_owned(),
             size,
             done: false,
-            store: inner.clone(),
         };
         // Refuse before the payload when the disk cannot hold it. (Checked,
         // not reserved: reserving would let clients claim disk space with
@@ -460,17 +483,22 @@ impl Store for FsStore {
     fn open(&mut self, user: u32, name: &str) -> Result<(FsReader, u32), StoreError> {
         let dir = self.inner.user_dir(user).map_err(|e| store_error(e.into(), "open user folder", ""))?;
         let dir = dir.ok_or(StoreError::NotFound)?;
+        // Without blocking: a FIFO planted in the folder would otherwise
+        // hold this thread in open() until a writer appears, and a device
+        // may wait for its hardware. Only a regular file is read.
         let fd = rustix::fs::openat(
             &dir,
             name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::empty(),
         )
         .map_err(|e| store_error(e.into(), "open", name))?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| store_error(e.into(), "stat", name))?;
         if !FileType::from_raw_mode(stat.st_mode).is_file() {
+            log::warn!("storage: {name:?} of user {user} is not a regular file; refused");
             return Err(StoreError::NotAFile);
         }
+        rustix::fs::fcntl_setfl(&fd, OFlags::empty()).map_err(|e| store_error(e.into(), "open", name))?;
         let size = u32::try_from(stat.st_size).map_err(|_| StoreError::TooLarge)?;
         // Restores read whole files front to back: a larger readahead keeps
         // the disk busy when the file is no longer cached (uploads drop their
@@ -487,10 +515,25 @@ impl Store for FsStore {
         let inner = &self.inner;
         let dir = inner.user_dir(user).map_err(|e| store_error(e.into(), "open user folder", ""))?;
         let dir = dir.ok_or(StoreError::NotFound)?;
-        let size = Inner::file_size(&dir, name)?.ok_or(StoreError::NotFound)?;
-        rustix::fs::unlinkat(&dir, name, AtFlags::empty())
-            .map_err(|e| store_error(e.into(), "delete", name))?;
-        inner.forget(user, size);
+        let remove = || {
+            let size = Inner::file_size(&dir, name)?.ok_or(StoreError::NotFound)?;
+            rustix::fs::unlinkat(&dir, name, AtFlags::empty())
+                .map_err(|e| store_error(e.into(), "delete", name))?;
+            Ok(size)
+        };
+        match &inner.quota {
+            None => {
+                remove()?;
+            }
+            Some(book) => book.with_user(
+                user,
+                || stored_bytes(&dir),
+                |used| {
+                    *used = used.saturating_sub(remove()?);
+                    Ok(())
+                },
+            )?,
+        }
         if inner.options.durable {
             rustix::fs::fsync(&dir).map_err(|e| store_error(e.into(), "sync folder of", name))?;
         }
@@ -523,35 +566,19 @@ fn scan(dir: &OwnedFd) -> Result<Vec<(String, u64)>, StoreError> {
     Ok(files)
 }
 
-/// `fdatasync` of each upload, in parallel when there are several: one
-/// result per upload, in order.
-fn sync_data_all(uploads: &[FsUpload]) -> Vec<Result<(), StoreError>> {
-    let sync = |upload: &FsUpload| {
-        upload.file.get_ref().sync_data().map_err(|e| store_error(e, "sync", &upload.name))
-    };
-    if uploads.len() <= 1 {
-        return uploads.iter().map(sync).collect();
+/// Bytes in the valid-named regular files of a user folder: what counts
+/// against the quota.
+fn stored_bytes(dir: &OwnedFd) -> Result<u64, StoreError> {
+    let entries = rustix::fs::Dir::read_from(dir).map_err(|e| store_error(e.into(), "list", ""))?;
+    let mut total = 0u64;
+    for entry in entries {
+        let entry = entry.map_err(|e| store_error(e.into(), "list", ""))?;
+        let Ok(name) = validate_name(entry.file_name().to_bytes()) else { continue };
+        if let Ok(Some(size)) = Inner::file_size(dir, name) {
+            total = total.saturating_add(size);
+        }
     }
-    let per_thread = uploads.len().div_ceil(SYNC_THREADS);
-    std::thread::scope(|scope| {
-        let started: Vec<_> = uploads
-            .chunks(per_thread)
-            .map(|chunk| {
-                let spawned = std::thread::Builder::new()
-                    .name("sync".into())
-                    .spawn_scoped(scope, move || chunk.iter().map(sync).collect::<Vec<_>>());
-                (chunk, spawned)
-            })
-            .collect();
-        started
-            .into_iter()
-            .flat_map(|(chunk, spawned)| match spawned {
-                Ok(thread) => thread.join().unwrap_or_else(|_| vec![Err(StoreError::Io); chunk.len()]),
-                // No thread to be had: sync this share here.
-                Err(_) => chunk.iter().map(sync).collect(),
-            })
-            .collect()
-    })
+    Ok(total)
 }
 
 fn dir_flags() -> OFlags {

@@ -7,7 +7,10 @@
 pub mod commit_gate;
 pub mod conn;
 pub mod fs_store;
+pub mod quota;
+pub mod root_lock;
 pub mod server;
+pub mod sync_pool;
 
 pub use fs_store::{FsStore, StoreOptions};
 pub use server::{Server, ServerConfig, ShutdownHandle};

@@ -289,6 +289,9 @@ pub fn assert_root_is_clean(root: &Path) {
     for entry in std::fs::read_dir(root).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().into_string().unwrap();
+        if name == backup_server::root_lock::LOCK_FILE {
+            continue;
+        }
         assert!(name.parse::<u32>().is_ok(), "only user folders in the root: {name}");
         assert!(entry.file_type().unwrap().is_dir());
         for file in std::fs::read_dir(entry.path()).unwrap() {
