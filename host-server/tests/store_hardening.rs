@@ -189,3 +189,51 @@ fn a_second_server_on_the_same_root_is_refused_and_names_the_first() {
         Server::bind(config).unwrap_or_else(|e| panic!("the root is free once the first has stopped: {e}"));
     drop(again);
 }
+
+/// Pipelines a 0-byte backup (and a refused one on a connection of its own
+/// now and then) for each of `users` new ids, and returns the server's
+/// resident memory before and after, in KiB.
+fn many_user_ids(users: u32) -> (u64, u64) {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(dir.path(), &["--quota", "1MiB", "--unsafe-no-fsync"]);
+    let before = server.rss_kib();
+    let mut stream = server.connect();
+    let mut reader = stream.try_clone().unwrap();
+    let answers = thread::spawn(move || {
+        for _ in 0..users {
+            assert_eq!(read_reply(&mut reader).unwrap().status, 212);
+        }
+    });
+    let mut batch = Vec::new();
+    for i in 0..users {
+        batch.extend(request(1_000_000 + i, BACKUP, b"f", Some(b"")));
+        if batch.len() > 64 * 1024 {
+            stream.write_all(&batch).unwrap();
+            batch.clear();
+        }
+    }
+    stream.write_all(&batch).unwrap();
+    answers.join().unwrap();
+    for i in 0..users.min(1000) {
+        // Over the quota: refused on its header, which ends its session.
+        let mut client = PlainClient { stream: server.connect(), user: 2_000_000 + i };
+        let reply = client.call(BACKUP, b"big", Some(&vec![0; 2 << 20]));
+        assert_eq!(reply.status, 1003);
+    }
+    (before, server.rss_kib())
+}
+
+#[test]
+fn quota_bookkeeping_does_not_grow_with_user_ids_that_store_nothing() {
+    let (before, after) = many_user_ids(20_000);
+    println!("quota table: server RSS {before} KiB before, {after} KiB after 20,000 new user ids");
+}
+
+#[test]
+#[ignore = "long: run with --ignored"]
+fn long_quota_bookkeeping_stays_flat_over_two_hundred_thousand_user_ids() {
+    let (before, after) = many_user_ids(200_000);
+    println!("quota table: server RSS {before} KiB before, {after} KiB after 200,000 new user ids");
+    assert!(after < before + 4 * 1024, "grew from {before} KiB to {after} KiB");
+}
