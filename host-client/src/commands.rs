@@ -109,7 +109,27 @@ pub fn prepare_backup(files: &[PathBuf], as_name: Option<&str>) -> Result<Prepar
     if as_name.is_some() && files.len() != 1 {
         return Err(Failure::usage("--as NAME names one file; give exactly one FILE with it"));
     }
-    Ok(Prepared::Backup(files.iter().map(|f| plan(f, as_name)).collect::<Result<_, _>>()?))
+    let planned: Vec<Planned> = files.iter().map(|f| plan(f, as_name)).collect::<Result<_, _>>()?;
+    refuse_duplicate_names(&planned, "")?;
+    Ok(Prepared::Backup(planned))
+}
+
+/// Two files stored under one name would silently keep only the last, while
+/// the client reported both as backed up: refuse before anything is sent.
+fn refuse_duplicate_names(planned: &[Planned], listed_in: &str) -> Result<(), Failure> {
+    let mut seen = std::collections::HashMap::new();
+    for file in planned {
+        if let Some(first) = seen.insert(file.name.as_str(), &file.path) {
+            return Err(Failure::usage(format!(
+                "{} and {}{listed_in} would both be stored as {}, and only one would be kept; \
+                 back up one of them on its own with --as NAME",
+                first.display(),
+                file.path.display(),
+                file.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks `restore NAME... [-o PATH] [--force]`: with several names, PATH
@@ -144,6 +164,7 @@ pub fn prepare_delete(names: &[String]) -> Result<Prepared, Failure> {
 pub fn prepare_run(info: &Path, force: bool) -> Result<Prepared, Failure> {
     let paths = crate::backup_info::read(info).map_err(Failure::local)?;
     let planned: Vec<Planned> = paths.iter().map(|p| plan(p, None)).collect::<Result<_, _>>()?;
+    refuse_duplicate_names(&planned, &format!(" (both listed in {})", info.display()))?;
     if let Some(first) = planned.first() {
         restore_target(&first.name, Some(Path::new(RUN_RESTORE_AS)), force)?;
     }
