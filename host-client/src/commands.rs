@@ -255,6 +255,10 @@ impl<'a> backup_core::Batch for PlannedBatch<'a> {
         Ok((&file.name, file.size, ProgressReader { inner: handle, progress: self.progress }))
     }
 
+    fn name(&mut self, index: usize) -> &str {
+        self.files.get(index).map_or("", |f| f.name.as_str())
+    }
+
     fn done(&mut self, index: usize) {
         // On a terminal the bar shows progress; plain lines otherwise.
         if let (Some(file), Mode::Lines) = (self.files.get(index), self.mode) {
