@@ -377,11 +377,12 @@ fn delete(s: &mut Session<'_>, names: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `list`: the names, in the server's order.
+/// `list`: the names, in the server's order, escaped for printing (they are
+/// the server's bytes).
 fn list(s: &mut Session<'_>) -> Result<Vec<String>, Failure> {
     let mut names = Vec::new();
     s.client
-        .list(|name| names.push(String::from_utf8_lossy(name).into_owned()))
+        .list(|name| names.push(crate::text::Printable(name).to_string()))
         .map_err(|e| s.explain("listing".into(), e))?;
     Ok(names)
 }

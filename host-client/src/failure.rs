@@ -73,7 +73,12 @@ impl Context<'_> {
                 ),
             ),
             ClientError::Server => {
-                let reason = if server_reason.is_empty() { "no reason given" } else { server_reason };
+                // The reason is the server's text: escaped, it cannot drive the terminal.
+                let reason = if server_reason.is_empty() {
+                    "no reason given".to_string()
+                } else {
+                    crate::text::printable(server_reason)
+                };
                 (code::SERVER, format!("{doing}: the server refused: {reason}"))
             }
             ClientError::InvalidName(e) => (

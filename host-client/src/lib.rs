@@ -8,4 +8,5 @@ pub mod failure;
 pub mod finisher;
 pub mod identity;
 pub mod progress;
+pub mod text;
 pub mod transport;
