@@ -186,12 +186,7 @@ pub fn execute(s: &mut Session<'_>, prepared: Prepared) -> Result<(), Failure> {
         }
         Prepared::Restore { files, how } => restore_many(s, &files, how),
         Prepared::Delete(names) => delete(s, &names),
-        Prepared::List => {
-            for name in list(s)? {
-                out!("{name}");
-            }
-            Ok(())
-        }
+        Prepared::List => print_list(s),
         Prepared::Run { planned, force } => run(s, &planned, force),
     }
 }
@@ -377,14 +372,50 @@ fn delete(s: &mut Session<'_>, names: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `list`: the names, in the server's order, escaped for printing (they are
-/// the server's bytes).
-fn list(s: &mut Session<'_>) -> Result<Vec<String>, Failure> {
-    let mut names = Vec::new();
+/// `list`: each name printed as it arrives, in the server's order, escaped
+/// (they are the server's bytes). Nothing is kept, so a listing of any
+/// length runs in the transfer buffer.
+fn print_list(s: &mut Session<'_>) -> Result<(), Failure> {
+    use std::io::{IsTerminal, Write};
+    let stdout = std::io::stdout();
+    // On a terminal each name shows at once; into a pipe or file, names go
+    // out a buffer at a time, not one write per name.
+    let each_line = stdout.is_terminal();
+    let mut lines = std::io::BufWriter::new(stdout.lock());
+    // A reader that went away (`list | head -1`) is no error of ours: the
+    // listing is still read to its end, so the connection stays in step.
+    let mut gone = false;
+    let listed = s.client.list(|name| {
+        if !gone {
+            gone = writeln!(lines, "{}", crate::text::Printable(name)).is_err()
+                || (each_line && lines.flush().is_err());
+        }
+    });
+    let _ = lines.flush();
+    listed.map(drop).map_err(|e| s.explain("listing".into(), e))
+}
+
+/// Names a `run` list step shows; the rest are counted.
+const SUMMARY_NAMES: usize = 10;
+
+/// A `run` list step's summary: how many names, and the first few, escaped.
+/// Bounded whatever the server sends.
+struct Summary {
+    count: usize,
+    first: Vec<String>,
+}
+
+fn list_summary(s: &mut Session<'_>) -> Result<Summary, Failure> {
+    let mut summary = Summary { count: 0, first: Vec::new() };
     s.client
-        .list(|name| names.push(crate::text::Printable(name).to_string()))
+        .list(|name| {
+            summary.count += 1;
+            if summary.first.len() < SUMMARY_NAMES {
+                summary.first.push(crate::text::Printable(name).to_string());
+            }
+        })
         .map_err(|e| s.explain("listing".into(), e))?;
-    Ok(names)
+    Ok(summary)
 }
 
 /// `run`: the classic session of existing clients, a line per step: list,
@@ -434,10 +465,14 @@ fn run(s: &mut Session<'_>, planned: &[Planned], force: bool) -> Result<(), Fail
 }
 
 fn show_list(s: &mut Session<'_>, n: &str) -> Result<(), Failure> {
-    match list(s) {
-        Ok(names) => {
-            let files = if names.len() == 1 { "file" } else { "files" };
-            out!("{n} list: {} {files}: {}", names.len(), names.join(", "))
+    match list_summary(s) {
+        Ok(Summary { count, first }) => {
+            let files = if count == 1 { "file" } else { "files" };
+            let more = match count - first.len() {
+                0 => String::new(),
+                rest => format!(", and {rest} more"),
+            };
+            out!("{n} list: {count} {files}: {}{more}", first.join(", "))
         }
         Err(f) if f.code == crate::failure::code::NO_FILES => out!("{n} list: no files yet"),
         Err(f) => return Err(Failure { message: format!("{n} {}", f.message), ..f }),

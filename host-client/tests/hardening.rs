@@ -5,8 +5,9 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use backup_server::{Server, ServerConfig, ShutdownHandle};
 
@@ -235,4 +236,157 @@ fn an_answer_naming_another_file_is_a_protocol_error_not_a_success() {
     let out = work.client(&[&s[..], &["backup", "mine.txt", "second.txt"]].concat());
     assert_exit(&out, 6);
     assert!(stderr(&out).contains("0 of 2 files were backed up"), "{}", stderr(&out));
+}
+
+// Item 12: memory that grows with the listing, and waits without end.
+
+/// A server that keeps files in memory and lists `extra` names `a` before
+/// them: 40 MB of `a\n` took the old client to 1 GB.
+fn big_list_server(extra: usize) -> SocketAddr {
+    let files: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>> =
+        Default::default();
+    fake_server(move |mut s| {
+        loop {
+            let mut head = [0u8; 6];
+            if s.read_exact(&mut head).is_err() {
+                return;
+            }
+            let op = head[5];
+            let mut name = Vec::new();
+            if op != 202 {
+                let mut len = [0u8; 2];
+                s.read_exact(&mut len).unwrap();
+                name = vec![0u8; u16::from_le_bytes(len) as usize];
+                s.read_exact(&mut name).unwrap();
+            }
+            let mut files = files.lock().unwrap();
+            let answer = match op {
+                100 => {
+                    let mut size = [0u8; 4];
+                    s.read_exact(&mut size).unwrap();
+                    let mut data = vec![0u8; u32::from_le_bytes(size) as usize];
+                    s.read_exact(&mut data).unwrap();
+                    files.insert(name.clone(), data);
+                    response(212, &name, b"")
+                }
+                200 => match files.get(&name) {
+                    Some(data) => response(210, &name, data),
+                    None => response(1001, &name, b""),
+                },
+                201 => match files.remove(&name) {
+                    Some(_) => response(212, &name, b""),
+                    None => response(1001, &name, b""),
+                },
+                _ => {
+                    let tail: Vec<u8> = files.keys().flat_map(|n| [&n[..], b"\n"].concat()).collect();
+                    let size = (extra * 2 + tail.len()) as u32;
+                    let mut head = response(211, b"", b"");
+                    head[5..9].copy_from_slice(&size.to_le_bytes());
+                    if s.write_all(&head).is_err() {
+                        return;
+                    }
+                    let chunk = b"a\n".repeat(32 * 1024);
+                    let mut left = extra;
+                    while left > 0 {
+                        let n = left.min(32 * 1024);
+                        if s.write_all(&chunk[..n * 2]).is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                    tail
+                }
+            };
+            if s.write_all(&answer).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// The peak resident memory of a process so far, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs the client with stdout counted, not kept; returns its exit code,
+/// stdout's line count, its first lines, stderr and its peak memory in KiB.
+fn run_measured(work: &Workdir, args: &[&str]) -> (Option<i32>, usize, Vec<String>, String, u64) {
+    let mut child = work.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let counter = thread::spawn(move || {
+        let mut lines = 0;
+        let mut first = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = out.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            if first.len() < 64 * 1024 {
+                first.extend_from_slice(&buf[..n]);
+            }
+            lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+        }
+        let first = String::from_utf8_lossy(&first).lines().take(20).map(String::from).collect();
+        (lines, first)
+    });
+    let mut err = child.stderr.take().unwrap();
+    let errors = thread::spawn(move || {
+        let mut text = String::new();
+        err.read_to_string(&mut text).unwrap();
+        text
+    });
+    let started = Instant::now();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kib) = peak_rss_kib(child.id()) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            child.kill().unwrap();
+            panic!("the client took over two minutes");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let (lines, first) = counter.join().unwrap();
+    assert!(peak > 0, "the client's memory was read at least once");
+    (status.code(), lines, first, errors.join().unwrap(), peak)
+}
+
+const A_LINES: usize = 20_000_000;
+const MAX_RSS_KIB: u64 = 64 * 1024;
+
+#[test]
+fn a_40_mb_listing_streams_through_in_bounded_memory() {
+    let addr = big_list_server(A_LINES).to_string();
+    let work = Workdir::new();
+    let (code, lines, first, err, peak) = run_measured(&work, &["--server", &addr, "--user", "12", "list"]);
+    println!("list of {A_LINES} names (40 MB): client peak RSS {peak} KiB");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(lines, A_LINES, "every name printed");
+    assert_eq!(first[0], "a");
+    assert!(peak < MAX_RSS_KIB, "peak RSS {peak} KiB");
+}
+
+#[test]
+fn a_run_session_keeps_a_bounded_summary_of_a_40_mb_listing() {
+    let addr = big_list_server(A_LINES).to_string();
+    let work = Workdir::new();
+    work.write("z.txt", b"last in the list");
+    work.write("backup.info", b"z.txt\n");
+    let (code, _, first, err, peak) = run_measured(&work, &["--server", &addr, "--user", "12", "run"]);
+    println!("run with lists of {A_LINES} names: client peak RSS {peak} KiB");
+    assert_eq!(code, Some(0), "{err}\n{first:?}");
+    let step = &first[0];
+    let shown = &step[..step.len().min(300)];
+    assert!(step.starts_with("[1/6] list: 20000000 files: a, a,"), "{shown}");
+    assert!(step.ends_with(", and 19999990 more") && step.len() < 200, "{shown}");
+    assert!(first[2].contains("20000001 files") && first[2].ends_with("and 19999991 more"), "{first:?}");
+    assert!(peak < MAX_RSS_KIB, "peak RSS {peak} KiB");
 }
