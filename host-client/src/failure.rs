@@ -113,8 +113,11 @@ impl Context<'_> {
                      Check --server or server.info"
                 ),
                 io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => format!(
-                    "{doing}: no answer from {server} within {} s; check the address, or allow longer with --timeout",
-                    self.timeout_secs
+                    "{doing}: no answer from {server} within the {secs} s of --timeout (the server must \
+                     answer, and move at least {kib} KiB, within each {secs} s it keeps the client waiting); \
+                     check the address and the server, or allow longer with --timeout",
+                    secs = self.timeout_secs,
+                    kib = crate::transport::PROGRESS_CHUNK / 1024,
                 ),
                 _ => format!(
                     "{doing}: connection to {server} failed: {e}; check that backup-server is running there"

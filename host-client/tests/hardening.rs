@@ -390,3 +390,68 @@ fn a_run_session_keeps_a_bounded_summary_of_a_40_mb_listing() {
     assert!(first[2].contains("20000001 files") && first[2].ends_with("and 19999991 more"), "{first:?}");
     assert!(peak < MAX_RSS_KIB, "peak RSS {peak} KiB");
 }
+
+#[test]
+fn a_server_trickling_a_byte_a_second_fails_within_the_timeout() {
+    let addr = fake_server(|mut s| {
+        if read_request(&mut s).is_none() {
+            return;
+        }
+        // A list answer, one byte a second: each byte comes well within the
+        // timeout, the answer never.
+        for byte in response(211, b"", &b"a\n".repeat(100)) {
+            if s.write_all(&[byte]).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_secs(1));
+        }
+    })
+    .to_string();
+    let work = Workdir::new();
+    let started = Instant::now();
+    let mut child = work
+        .command(&["--server", &addr, "--user", "12", "--timeout", "3", "list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("--timeout 3 still waiting after 10 s");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    println!("trickling server: the client gave up after {took:?}");
+    assert_exit(&out, 6);
+    assert!(stderr(&out).contains("3 s of --timeout"), "{}", stderr(&out));
+    assert!(took >= Duration::from_secs(3), "not before the timeout: {took:?}");
+}
+
+#[test]
+fn a_transfer_longer_than_the_timeout_passes_while_it_moves() {
+    const CHUNK: usize = 128 * 1024;
+    const CHUNKS: usize = 8;
+    let addr = fake_server(|mut s| {
+        let Some((_, name)) = read_request(&mut s) else { return };
+        let mut head = response(210, &name, b"");
+        let size = (CHUNK * CHUNKS) as u32;
+        let at = head.len() - 4;
+        head[at..].copy_from_slice(&size.to_le_bytes());
+        s.write_all(&head).unwrap();
+        for i in 0..CHUNKS {
+            thread::sleep(Duration::from_millis(300));
+            s.write_all(&vec![i as u8; CHUNK]).unwrap();
+        }
+    })
+    .to_string();
+    let work = Workdir::new();
+    let started = Instant::now();
+    let out = work.client(&["--server", &addr, "--user", "12", "--timeout", "1", "restore", "slow.bin"]);
+    let took = started.elapsed();
+    assert_exit(&out, 0);
+    assert!(took > Duration::from_secs(2), "the transfer outlasted --timeout 1: {took:?}");
+    assert_eq!(std::fs::metadata(work.path("slow.bin")).unwrap().len(), (CHUNK * CHUNKS) as u64);
+}
