@@ -75,6 +75,20 @@ impl Workdir {
     }
 }
 
+/// Runs the client, killing it (and failing) if it takes over `secs` seconds.
+fn output_within(work: &Workdir, args: &[&str], secs: u64) -> Output {
+    let started = Instant::now();
+    let mut child = work.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(secs) {
+            child.kill().unwrap();
+            panic!("backup-client {args:?} still running after {secs} s");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -409,20 +423,7 @@ fn a_server_trickling_a_byte_a_second_fails_within_the_timeout() {
     .to_string();
     let work = Workdir::new();
     let started = Instant::now();
-    let mut child = work
-        .command(&["--server", &addr, "--user", "12", "--timeout", "3", "list"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(10) {
-            child.kill().unwrap();
-            panic!("--timeout 3 still waiting after 10 s");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = output_within(&work, &["--server", &addr, "--user", "12", "--timeout", "3", "list"], 10);
     let took = started.elapsed();
     println!("trickling server: the client gave up after {took:?}");
     assert_exit(&out, 6);
@@ -454,4 +455,44 @@ fn a_transfer_longer_than_the_timeout_passes_while_it_moves() {
     assert_exit(&out, 0);
     assert!(took > Duration::from_secs(2), "the transfer outlasted --timeout 1: {took:?}");
     assert_eq!(std::fs::metadata(work.path("slow.bin")).unwrap().len(), (CHUNK * CHUNKS) as u64);
+}
+
+// Item 13: configuration files with a byte order mark, or that are not files.
+
+#[test]
+fn server_info_and_backup_info_may_start_with_a_byte_order_mark() {
+    let server = RealServer::start();
+    let work = Workdir::new();
+    work.write("server.info", format!("\u{feff}{}\n", server.addr).as_bytes());
+    work.write("a.txt", b"with a BOM");
+    work.write("backup.info", "\u{feff}a.txt\n".as_bytes());
+    let out = work.client(&["--user", "13", "run"]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("[2/6] back up"), "{}", stdout(&out));
+    assert_eq!(std::fs::read(work.path("tmp")).unwrap(), b"with a BOM");
+}
+
+#[test]
+fn a_server_info_that_is_a_fifo_or_a_device_is_an_error_naming_it() {
+    let work = Workdir::new();
+    let fifo = work.path("server.info");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    // Opening the FIFO would block until someone writes to it.
+    let out = output_within(&work, &["--user", "13", "list"], 10);
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains(&fifo.display().to_string()) && err.contains("FIFO"), "{err}");
+
+    std::fs::remove_file(&fifo).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &fifo).unwrap();
+    let out = output_within(&work, &["--user", "13", "list"], 10);
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("server.info is a device"), "{}", stderr(&out));
+
+    std::fs::remove_file(&fifo).unwrap();
+    let info = work.path("backup.info");
+    assert!(Command::new("mkfifo").arg(&info).status().unwrap().success());
+    let out = output_within(&work, &["--user", "13", "run"], 10);
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("backup.info is a FIFO"), "{}", stderr(&out));
 }
