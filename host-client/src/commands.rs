@@ -266,6 +266,7 @@ impl<'a> backup_core::Batch for PlannedBatch<'a> {
 /// beside its target; the finisher's threads sync each and rename it into
 /// place while the next ones arrive.
 fn restore_many(s: &mut Session<'_>, files: &[(String, PathBuf)], how: Placement) -> Result<(), Failure> {
+    remove_stale_temps(s, files.iter().map(|(_, target)| finisher::parent(target)));
     let finisher = Finisher::start(how, s.mode)
         .map_err(|e| Failure::local(format!("cannot start a thread to finish restores: {e}")))?;
     let progress = Progress::start(s.mode, &format!("{} files", files.len()), 0);
@@ -309,7 +310,7 @@ impl<'a> backup_core::RestoreBatch for Targets<'a> {
     fn open(&mut self, index: usize, size: u32) -> std::io::Result<Self::Writer> {
         let target = self.files.get(index).map(|(_, t)| t.as_path()).unwrap_or(Path::new("."));
         self.progress.add_total(u64::from(size));
-        let temp = tempfile::NamedTempFile::new_in(finisher::parent(target))?;
+        let temp = crate::restore_temp::create(finisher::parent(target))?;
         Ok(ProgressWriter { inner: WriteBehind::new(temp), progress: self.progress })
     }
 
@@ -318,6 +319,15 @@ impl<'a> backup_core::RestoreBatch for Targets<'a> {
         let size = writer.inner.written();
         let temp = writer.inner.into_inner();
         self.finisher.submit(Restored { index, name: name.clone(), temp, target: target.clone(), size })
+    }
+}
+
+/// Removes what restores killed mid-way left in the folders about to be
+/// restored into, and says so.
+fn remove_stale_temps<'p>(s: &Session<'_>, folders: impl IntoIterator<Item = &'p Path>) {
+    let folders: std::collections::BTreeSet<&Path> = folders.into_iter().collect();
+    for path in folders.into_iter().flat_map(crate::restore_temp::remove_stale) {
+        s.say(format_args!("removed {}, left by an interrupted restore", path.display()));
     }
 }
 
@@ -346,7 +356,8 @@ fn restore_target(name: &str, output: Option<&Path>, force: bool) -> Result<Path
 fn restore_to(s: &mut Session<'_>, name: &str, target: &Path, how: Placement) -> Result<u32, Failure> {
     let dir = finisher::parent(target);
     let doing = format!("restoring {name}");
-    let temp = tempfile::NamedTempFile::new_in(dir)
+    remove_stale_temps(s, [dir]);
+    let temp = crate::restore_temp::create(dir)
         .map_err(|e| Failure::local(format!("{doing}: cannot write in {}: {e}", dir.display())))?;
     let progress = Progress::start(s.mode, name, 0);
     let mut sink = ProgressWriter { inner: WriteBehind::new(temp.as_file()), progress: &progress };

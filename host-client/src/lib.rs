@@ -8,5 +8,6 @@ pub mod failure;
 pub mod finisher;
 pub mod identity;
 pub mod progress;
+pub mod restore_temp;
 pub mod text;
 pub mod transport;

@@ -496,3 +496,91 @@ fn a_server_info_that_is_a_fifo_or_a_device_is_an_error_naming_it() {
     assert_exit(&out, 1);
     assert!(stderr(&out).contains("backup.info is a FIFO"), "{}", stderr(&out));
 }
+
+// Item 13: temporary files a killed restore leaves behind.
+
+fn temp_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+fn age(path: &std::path::Path, by: Duration) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - by).unwrap();
+}
+
+#[test]
+fn a_restore_killed_midway_leaves_a_named_temporary_file_that_the_next_restore_removes() {
+    let addr = fake_server(|mut s| {
+        while let Some((_, name)) = read_request(&mut s) {
+            if name == b"stall.bin" {
+                // A start, then nothing: the client is killed meanwhile.
+                let mut head = response(210, &name, b"");
+                let at = head.len() - 4;
+                head[at..].copy_from_slice(&(1u32 << 20).to_le_bytes());
+                head.extend_from_slice(&[7u8; 1000]);
+                let _ = s.write_all(&head);
+                let _ = s.read(&mut [0u8; 1]);
+                return;
+            }
+            if s.write_all(&response(210, &name, b"fine")).is_err() {
+                return;
+            }
+        }
+    })
+    .to_string();
+    let work = Workdir::new();
+    std::fs::create_dir(work.path("out")).unwrap();
+    let out_dir = work.path("out");
+    let mut child = work
+        .command(&["--server", &addr, "--user", "13", "restore", "stall.bin", "-o", "out"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while temp_files(&out_dir).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no temporary file appeared");
+        thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let dead = child.id();
+    let left = temp_files(&out_dir);
+    assert_eq!(left.len(), 1, "{left:?}");
+    let prefix = format!(".backup-restore-{dead}-");
+    assert!(left[0].starts_with(&prefix) && left[0].ends_with(".tmp"), "recognisable as ours: {left:?}");
+
+    // Only files that are ours, old, and whose process is gone are removed.
+    let stale = out_dir.join(&left[0]);
+    age(&stale, Duration::from_secs(600));
+    let fresh = out_dir.join(format!("{prefix}fresh1.tmp"));
+    std::fs::write(&fresh, b"being written").unwrap();
+    let running = out_dir.join(format!(".backup-restore-{}-alive1.tmp", std::process::id()));
+    std::fs::write(&running, b"still being written").unwrap();
+    age(&running, Duration::from_secs(600));
+    let foreign = out_dir.join(".tmpAbC123");
+    std::fs::write(&foreign, b"not ours").unwrap();
+    age(&foreign, Duration::from_secs(600));
+
+    let out = work.client(&["--server", &addr, "--user", "13", "restore", "ok.txt", "-o", "out"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains(&format!("removed out/{}, left by an interrupted restore", left[0])),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(std::fs::read(out_dir.join("ok.txt")).unwrap(), b"fine");
+    let mut kept = vec![
+        fresh.file_name().unwrap().to_str().unwrap().to_string(),
+        running.file_name().unwrap().to_str().unwrap().to_string(),
+        ".tmpAbC123".to_string(),
+    ];
+    kept.sort();
+    assert_eq!(temp_files(&out_dir), kept);
+}
