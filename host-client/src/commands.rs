@@ -1,6 +1,5 @@
 //! The subcommands, on the core's client.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use backup_core::wire::{MAX_FILE_SIZE, validate_name};
@@ -10,6 +9,7 @@ use write_behind::WriteBehind;
 use crate::failure::{Context, Failure};
 use crate::finisher::{self, Finisher, Placement, Restored};
 use crate::progress::{Mode, Progress, ProgressReader, ProgressWriter};
+use crate::source::Snapshot;
 use crate::transport::TcpConnector;
 
 /// A line on stdout. Output piped into a program that stops reading
@@ -193,7 +193,8 @@ pub fn execute(s: &mut Session<'_>, prepared: Prepared) -> Result<(), Failure> {
 
 fn backup_one(s: &mut Session<'_>, file: &Planned) -> Result<(), Failure> {
     let doing = format!("backing up {}", file.path.display());
-    let handle = File::open(&file.path).map_err(|e| Failure::local(format!("{doing}: {e}")))?;
+    let handle =
+        Snapshot::open(&file.path, file.size).map_err(|e| Failure::local(format!("{doing}: {e}")))?;
     let progress = Progress::start(s.mode, &file.name, u64::from(file.size));
     let mut source = ProgressReader { inner: handle, progress: &progress };
     let result = s.client.backup(&file.name, file.size, &mut source);
@@ -241,12 +242,15 @@ struct PlannedBatch<'a> {
 }
 
 impl<'a> backup_core::Batch for PlannedBatch<'a> {
-    type Reader = ProgressReader<'a, File>;
+    type Reader = ProgressReader<'a, Snapshot>;
 
     fn file(&mut self, index: usize) -> Result<(&str, u32, Self::Reader), std::io::Error> {
         let file = self.files.get(index).ok_or_else(|| std::io::Error::other("no such file in the batch"))?;
-        let handle = File::open(&file.path)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", file.path.display())))?;
+        let handle = Snapshot::open(&file.path, file.size).map_err(|e| match e.kind() {
+            // Its message names the file already.
+            std::io::ErrorKind::InvalidData => e,
+            kind => std::io::Error::new(kind, format!("{}: {e}", file.path.display())),
+        })?;
         Ok((&file.name, file.size, ProgressReader { inner: handle, progress: self.progress }))
     }
 

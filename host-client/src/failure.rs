@@ -85,9 +85,13 @@ impl Context<'_> {
                 code::LOCAL,
                 format!("{doing}: {e}; names are 1 to 255 bytes with no '/', '\\' or control characters"),
             ),
-            ClientError::SourceEnded => {
-                (code::LOCAL, format!("{doing}: the file got shorter while it was read; try again"))
-            }
+            ClientError::SourceEnded => (
+                code::LOCAL,
+                format!(
+                    "{doing}: the file got shorter while it was read, so it was not stored and the server \
+                     keeps any earlier version; try again once nothing is writing to it"
+                ),
+            ),
             ClientError::SinkFull => (code::LOCAL, format!("{doing}: could not write the restored file")),
             ClientError::Local(e) => (code::LOCAL, format!("{doing}: {e}")),
             ClientError::Protocol(e) => (code::CONNECTION, self.protocol(e)),

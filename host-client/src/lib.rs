@@ -9,5 +9,6 @@ pub mod finisher;
 pub mod identity;
 pub mod progress;
 pub mod restore_temp;
+pub mod source;
 pub mod text;
 pub mod transport;

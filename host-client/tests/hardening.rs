@@ -584,3 +584,60 @@ fn a_restore_killed_midway_leaves_a_named_temporary_file_that_the_next_restore_r
     kept.sort();
     assert_eq!(temp_files(&out_dir), kept);
 }
+
+// Item 13: files whose size changes while they are read.
+
+#[test]
+fn a_proc_file_whose_metadata_says_0_bytes_is_refused_not_stored_empty() {
+    let server = RealServer::start();
+    let work = Workdir::new();
+    let addr = server.addr.to_string();
+    let s = ["--server", addr.as_str(), "--user", "14"];
+    work.write("after.txt", b"x");
+    for args in [&["backup", "/proc/self/status"][..], &["backup", "/proc/self/status", "after.txt"]] {
+        let out = work.client(&[&s[..], args].concat());
+        assert_exit(&out, 1);
+        let err = stderr(&out);
+        assert!(
+            err.contains("/proc/self/status changed while it was read") && err.contains("try again"),
+            "{err}"
+        );
+    }
+    assert_exit(&work.client(&[&s[..], &["list"]].concat()), 4);
+}
+
+#[test]
+fn a_file_that_grows_during_its_upload_is_never_sent_whole() {
+    const SIZE: usize = 32 << 20;
+    let work = Workdir::new();
+    let path = work.write("growing.log", &vec![b'.'; SIZE]);
+    let (received, got) = std::sync::mpsc::channel();
+    let addr = fake_server(move |mut s| {
+        let mut head = [0u8; 6 + 2 + 11 + 4];
+        s.read_exact(&mut head).unwrap();
+        let size = u32::from_le_bytes(head[19..23].try_into().unwrap()) as usize;
+        // The file grows after its size went out, long before the client
+        // can have read its end (32 MiB, more than the socket buffers hold).
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"late line\n").unwrap();
+        let mut payload = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => payload += n,
+            }
+            if payload == size {
+                // As a real server would: all announced bytes are in, stored.
+                s.write_all(&response(212, b"growing.log", b"")).unwrap();
+            }
+        }
+        received.send((size, payload)).unwrap();
+    })
+    .to_string();
+    let out = output_within(&work, &["--server", &addr, "--user", "14", "backup", "growing.log"], 30);
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("growing.log changed while it was read"), "{}", stderr(&out));
+    let (size, payload) = got.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(size, SIZE, "the size announced is the planned one");
+    assert!(payload < SIZE, "the payload stopped short, so no server can store it: {payload} of {size}");
+}
