@@ -16,7 +16,7 @@ use crate::error::{ProtocolError, TransportError};
 use crate::io::{read_full, write_all};
 use crate::wire::{
     BufferTooSmall, MAX_REASON_LEN, NameBuf, NameError, Op, PROTOCOL_VERSION, REQUEST_MAX_HEADER_LEN,
-    Request, Status, check_name,
+    Request, Response, Status, check_name,
 };
 
 /// Smallest buffer a [`Client`] accepts: the longest request header.
@@ -35,6 +35,9 @@ pub trait Batch {
     type Reader: Read;
     /// Name, size and contents of file `index`.
     fn file(&mut self, index: usize) -> BatchFile<'_, Self::Reader>;
+    /// The name [`file`](Self::file) gave for file `index`: its 212 must
+    /// name it. (Asked again rather than kept: the client holds no names.)
+    fn name(&mut self, index: usize) -> &str;
     /// File `index` is backed up: its 212 arrived.
     fn done(&mut self, index: usize);
 }
@@ -183,7 +186,7 @@ struct Received {
 
 /// Something a response delivered to the caller.
 enum Event<'a> {
-    Header { status: Status, size: u32 },
+    Header { status: Status, size: u32, name: &'a [u8] },
     Payload(&'a [u8]),
 }
 
@@ -296,7 +299,7 @@ impl<'b, C: Connect> Client<'b, C> {
             return Err(e);
         }
         let finished = failure.is_none() && sent == u64::from(size);
-        let received = self.receive(&mut |_| Ok(())).map_err(|f| f.into_client(None));
+        let received = self.receive(Some(name), &mut |_| Ok(())).map_err(|f| f.into_client(None));
         if !finished {
             // The request was cut short: whatever the server answered, this
             // connection's framing is lost.
@@ -398,7 +401,8 @@ impl<'b, C: Connect> Client<'b, C> {
                 self.await_ack(batch, acked)?;
             }
             if *acked == index && self.answer_waiting() {
-                let received = self.receive(&mut |_| Ok(())).map_err(|f| f.into_client(None));
+                let received =
+                    self.receive(Some(batch.name(index)), &mut |_| Ok(())).map_err(|f| f.into_client(None));
                 self.conn = None;
                 let error = match received {
                     Err(e) => e,
@@ -446,7 +450,7 @@ impl<'b, C: Connect> Client<'b, C> {
         batch: &mut B,
         acked: &mut usize,
     ) -> Result<(), BatchError<ConnError<C>, <B::Reader as ErrorType>::Error>> {
-        match self.receive(&mut |_| Ok(())) {
+        match self.receive(Some(batch.name(*acked)), &mut |_| Ok(())) {
             Ok(Status::Done) => {
                 batch.done(*acked);
                 *acked += 1;
@@ -522,8 +526,16 @@ impl<'b, C: Connect> Client<'b, C> {
             }
             let mut writer = None;
             let mut local = None;
-            let received = self.receive(&mut |event| match event {
-                Event::Header { status: Status::Restored, size } => match batch.open(done, size) {
+            // The expected name is the batch's, which the handler needs too:
+            // the handler checks a 210's name before opening anything, and
+            // every answer's name is checked once it is in.
+            let received = self.receive(None, &mut |event| match event {
+                Event::Header { status: Status::Restored, name, .. }
+                    if name != batch.name(done).as_bytes() =>
+                {
+                    Err(Stop::Protocol(ProtocolError::NameMismatch))
+                }
+                Event::Header { status: Status::Restored, size, .. } => match batch.open(done, size) {
                     Ok(w) => {
                         writer = Some(w);
                         Ok(())
@@ -544,6 +556,12 @@ impl<'b, C: Connect> Client<'b, C> {
                 },
             });
             let failed = |error| BatchError { index: done, error };
+            let received = match (received, self.decoder.header()) {
+                (Ok(_), Some(header)) if check_echo(&header, batch.name(done).as_bytes()).is_err() => {
+                    Err(Failed::Protocol(ProtocolError::NameMismatch))
+                }
+                (received, _) => received,
+            };
             match received {
                 Ok(Status::Restored) => match writer {
                     Some(w) => batch.finish(done, w).map_err(|e| failed(ClientError::Local(e)))?,
@@ -587,8 +605,8 @@ impl<'b, C: Connect> Client<'b, C> {
         let mut on_size = Some(on_size);
         let mut size = 0;
         let mut local = None;
-        let received = self.receive(&mut |event| match event {
-            Event::Header { status: Status::Restored, size: s } => {
+        let received = self.receive(Some(name), &mut |event| match event {
+            Event::Header { status: Status::Restored, size: s, .. } => {
                 size = s;
                 if let Some(f) = on_size.take() {
                     f(s);
@@ -622,7 +640,7 @@ impl<'b, C: Connect> Client<'b, C> {
             name,
             size: 0,
         })?;
-        match self.receive(&mut |_| Ok(())).map_err(|f| f.into_client(None))? {
+        match self.receive(Some(name), &mut |_| Ok(())).map_err(|f| f.into_client(None))? {
             Status::Done => Ok(()),
             Status::NotFound => Err(ClientError::NotFound),
             other => Err(ProtocolError::UnexpectedStatus(other.code()).into()),
@@ -651,7 +669,7 @@ impl<'b, C: Connect> Client<'b, C> {
                 pending.clear();
             }
         };
-        let received = self.receive(&mut |event| {
+        let received = self.receive(None, &mut |event| {
             let Event::Payload(chunk) = event else { return Ok(()) };
             for piece in chunk.split_inclusive(|&b| b == b'\n') {
                 let (text, ends) = match piece.split_last() {
@@ -703,18 +721,21 @@ impl<'b, C: Connect> Client<'b, C> {
 
     /// Reads one response, handing its header and payload to `on_event`
     /// (a 1003 reason is collected here), and keeps the connection only if
-    /// the server promised to (version 2) and the response was whole.
+    /// the server promised to (version 2) and the response was whole. A
+    /// 210, 212 or 1001 must name `expected`, if given.
     ///
     /// `on_event` is a trait object so that one copy of the reading loop
     /// serves every request: on a microcontroller each copy costs flash.
     fn receive(
         &mut self,
+        expected: Option<&str>,
         on_event: &mut dyn FnMut(Event<'_>) -> Result<(), Stop>,
     ) -> Result<Status, Failed<ConnError<C>>> {
         let Some(conn) = self.conn.as_mut() else {
             return Err(Failed::Transport(TransportError::Closed));
         };
-        let result = receive(conn, self.buf, &mut self.decoder, &mut self.reason, on_event);
+        let expected = expected.map(str::as_bytes);
+        let result = receive(conn, self.buf, &mut self.decoder, &mut self.reason, expected, on_event);
         if matches!(result, Ok(Received { reusable: true, .. })) {
             self.pipelining = true;
         } else {
@@ -766,11 +787,20 @@ impl<E> Failed<E> {
     }
 }
 
+/// A 210, 212 or 1001 names the file it answers; one that names another
+/// file than the request is not this request's answer. The names are
+/// compared where they lie, in the decoder and the caller's `&str`: no copy.
+fn check_echo(header: &Response<'_>, expected: &[u8]) -> Result<(), ProtocolError> {
+    let names_a_file = matches!(header.status, Status::Restored | Status::Done | Status::NotFound);
+    if names_a_file && header.name != expected { Err(ProtocolError::NameMismatch) } else { Ok(()) }
+}
+
 fn receive<T: Read>(
     conn: &mut T,
     buf: &mut [u8],
     decoder: &mut ResponseDecoder,
     reason: &mut ServerReason,
+    expected: Option<&[u8]>,
     on_event: &mut dyn FnMut(Event<'_>) -> Result<(), Stop>,
 ) -> Result<Received, Failed<T::Error>> {
     decoder.reset();
@@ -792,7 +822,13 @@ fn receive<T: Read>(
         match decoder.feed(buf.get(..n).unwrap_or(&[]))? {
             (_, Decoded::Header) => {
                 if let Some(h) = decoder.header() {
-                    on_event(Event::Header { status: h.status, size: h.size }).map_err(Failed::Stopped)?;
+                    // Before the caller sees it: no byte of another file's
+                    // payload reaches the caller's sink.
+                    if let Some(expected) = expected {
+                        check_echo(&h, expected)?;
+                    }
+                    on_event(Event::Header { status: h.status, size: h.size, name: h.name })
+                        .map_err(Failed::Stopped)?;
                 }
             }
             (_, Decoded::Payload(chunk)) => match decoder.header().map(|h| h.status) {
@@ -803,6 +839,10 @@ fn receive<T: Read>(
         }
     }
     let header = decoder.header().ok_or(ProtocolError::Truncated)?;
+    // Again for the short forms, whose header is only known at their end.
+    if let (Some(expected), true) = (expected, ended_early) {
+        check_echo(&header, expected)?;
+    }
     if header.status == Status::Error {
         return Err(Failed::Server);
     }

@@ -26,6 +26,9 @@ pub enum ProtocolError {
     UnexpectedPayload,
     /// A restore's size differs from what the caller was told to expect.
     SizeMismatch,
+    /// A 210, 212 or 1001 names another file than the request did: the
+    /// answer is not for the file asked about.
+    NameMismatch,
 }
 
 impl ProtocolError {
@@ -41,6 +44,7 @@ impl ProtocolError {
             ProtocolError::BadListEntry => "malformed list entry",
             ProtocolError::UnexpectedPayload => "unexpected payload",
             ProtocolError::SizeMismatch => "size mismatch",
+            ProtocolError::NameMismatch => "response names another file than the request",
         }
     }
 }

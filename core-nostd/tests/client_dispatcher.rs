@@ -175,6 +175,10 @@ impl backup_core::Batch for Files {
         Ok((&self.names[index], self.sizes[index] as u32, Contents(self.data[index].clone(), 0)))
     }
 
+    fn name(&mut self, index: usize) -> &str {
+        &self.names[index]
+    }
+
     fn done(&mut self, index: usize) {
         self.done.push(index);
     }

@@ -22,7 +22,7 @@ pub struct ServerAddress {
 pub fn resolve(flag: Option<&str>, cwd: &Path, exe_dir: Option<&Path>) -> Result<ServerAddress, String> {
     let (text, source) = match flag {
         Some(text) => (text.trim().to_string(), "--server".to_string()),
-        None => match find_server_info(cwd, exe_dir) {
+        None => match find_server_info(cwd, exe_dir)? {
             Some(path) => {
                 let content = std::fs::read_to_string(&path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -41,12 +41,53 @@ pub fn resolve(flag: Option<&str>, cwd: &Path, exe_dir: Option<&Path>) -> Result
     Ok(ServerAddress { text, addrs, source })
 }
 
-fn find_server_info(cwd: &Path, exe_dir: Option<&Path>) -> Option<PathBuf> {
-    [Some(cwd), exe_dir].into_iter().flatten().map(|dir| dir.join(SERVER_INFO)).find(|p| p.is_file())
+/// The first `server.info` there is. One that exists but is not a regular
+/// file (a FIFO, a device, a folder) is an error rather than skipped: the
+/// user meant it, and opening a FIFO would block.
+fn find_server_info(cwd: &Path, exe_dir: Option<&Path>) -> Result<Option<PathBuf>, String> {
+    for path in [Some(cwd), exe_dir].into_iter().flatten().map(|dir| dir.join(SERVER_INFO)) {
+        match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Ok(_) => {
+                require_regular_file(&path)?;
+                return Ok(Some(path));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Refuses, without opening it, a configuration file that is not a regular
+/// file: reading a FIFO blocks until someone writes to it, and a device or
+/// a folder holds no configuration.
+pub fn require_regular_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        // Missing or unreadable: reading it says so with the reason.
+        return Ok(());
+    };
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_dir() {
+        "a folder"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(format!("{} is {what}, not a text file; replace it with a regular file", path.display()))
 }
 
 /// Reads `IP:port` or `IP port` from the first non-blank line.
 pub fn parse_server_info(content: &str, path: &Path) -> Result<String, String> {
+    // Editors on Windows start UTF-8 files with a byte order mark.
+    let content = content.strip_prefix('\u{feff}').unwrap_or(content);
     let line = content.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
     let expected = "expected one line of the form IP:port or IP port, for example 127.0.0.1:7373";
     let bad = || format!("{}: cannot read the server address from {line:?}; {expected}", path.display());
@@ -85,6 +126,12 @@ mod tests {
         assert_eq!(parse("\n[::1]:7373").unwrap(), "[::1]:7373");
         assert_eq!(parse("::1 7373").unwrap(), "[::1]:7373");
         assert_eq!(parse("backup.example 7373").unwrap(), "backup.example:7373");
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_address_is_ignored() {
+        assert_eq!(parse("\u{feff}127.0.0.1:7373\n").unwrap(), "127.0.0.1:7373");
+        assert_eq!(parse("\u{feff}10.0.0.2 9000").unwrap(), "10.0.0.2:9000");
     }
 
     #[test]

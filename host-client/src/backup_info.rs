@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 /// The paths listed in `backup.info`: one per line, blank lines and `#`
 /// comments ignored, relative paths taken from the file's folder.
 pub fn read(path: &Path) -> Result<Vec<PathBuf>, String> {
+    crate::address::require_regular_file(path)?;
     let text = std::fs::read_to_string(path).map_err(|e| {
         format!("cannot read {}: {e}; create it with one path to back up per line", path.display())
     })?;
@@ -17,6 +18,8 @@ pub fn read(path: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 fn parse(text: &str) -> impl Iterator<Item = &str> {
+    // Editors on Windows start UTF-8 files with a byte order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
@@ -31,5 +34,11 @@ mod tests {
         std::fs::write(&info, "# my files\na.txt\n\n  sub/b.bin  \n/abs/c\n").unwrap();
         let paths = read(&info).unwrap();
         assert_eq!(paths, [dir.path().join("a.txt"), dir.path().join("sub/b.bin"), PathBuf::from("/abs/c")]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_is_not_part_of_the_first_path() {
+        assert_eq!(parse("\u{feff}a.txt\nb.txt\n").collect::<Vec<_>>(), ["a.txt", "b.txt"]);
+        assert_eq!(parse("\u{feff}# comment\nb.txt").collect::<Vec<_>>(), ["b.txt"]);
     }
 }

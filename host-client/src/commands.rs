@@ -1,6 +1,5 @@
 //! The subcommands, on the core's client.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use backup_core::wire::{MAX_FILE_SIZE, validate_name};
@@ -10,6 +9,7 @@ use write_behind::WriteBehind;
 use crate::failure::{Context, Failure};
 use crate::finisher::{self, Finisher, Placement, Restored};
 use crate::progress::{Mode, Progress, ProgressReader, ProgressWriter};
+use crate::source::Snapshot;
 use crate::transport::TcpConnector;
 
 /// A line on stdout. Output piped into a program that stops reading
@@ -109,7 +109,27 @@ pub fn prepare_backup(files: &[PathBuf], as_name: Option<&str>) -> Result<Prepar
     if as_name.is_some() && files.len() != 1 {
         return Err(Failure::usage("--as NAME names one file; give exactly one FILE with it"));
     }
-    Ok(Prepared::Backup(files.iter().map(|f| plan(f, as_name)).collect::<Result<_, _>>()?))
+    let planned: Vec<Planned> = files.iter().map(|f| plan(f, as_name)).collect::<Result<_, _>>()?;
+    refuse_duplicate_names(&planned, "")?;
+    Ok(Prepared::Backup(planned))
+}
+
+/// Two files stored under one name would silently keep only the last, while
+/// the client reported both as backed up: refuse before anything is sent.
+fn refuse_duplicate_names(planned: &[Planned], listed_in: &str) -> Result<(), Failure> {
+    let mut seen = std::collections::HashMap::new();
+    for file in planned {
+        if let Some(first) = seen.insert(file.name.as_str(), &file.path) {
+            return Err(Failure::usage(format!(
+                "{} and {}{listed_in} would both be stored as {}, and only one would be kept; \
+                 back up one of them on its own with --as NAME",
+                first.display(),
+                file.path.display(),
+                file.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks `restore NAME... [-o PATH] [--force]`: with several names, PATH
@@ -144,6 +164,7 @@ pub fn prepare_delete(names: &[String]) -> Result<Prepared, Failure> {
 pub fn prepare_run(info: &Path, force: bool) -> Result<Prepared, Failure> {
     let paths = crate::backup_info::read(info).map_err(Failure::local)?;
     let planned: Vec<Planned> = paths.iter().map(|p| plan(p, None)).collect::<Result<_, _>>()?;
+    refuse_duplicate_names(&planned, &format!(" (both listed in {})", info.display()))?;
     if let Some(first) = planned.first() {
         restore_target(&first.name, Some(Path::new(RUN_RESTORE_AS)), force)?;
     }
@@ -165,19 +186,15 @@ pub fn execute(s: &mut Session<'_>, prepared: Prepared) -> Result<(), Failure> {
         }
         Prepared::Restore { files, how } => restore_many(s, &files, how),
         Prepared::Delete(names) => delete(s, &names),
-        Prepared::List => {
-            for name in list(s)? {
-                out!("{name}");
-            }
-            Ok(())
-        }
+        Prepared::List => print_list(s),
         Prepared::Run { planned, force } => run(s, &planned, force),
     }
 }
 
 fn backup_one(s: &mut Session<'_>, file: &Planned) -> Result<(), Failure> {
     let doing = format!("backing up {}", file.path.display());
-    let handle = File::open(&file.path).map_err(|e| Failure::local(format!("{doing}: {e}")))?;
+    let handle =
+        Snapshot::open(&file.path, file.size).map_err(|e| Failure::local(format!("{doing}: {e}")))?;
     let progress = Progress::start(s.mode, &file.name, u64::from(file.size));
     let mut source = ProgressReader { inner: handle, progress: &progress };
     let result = s.client.backup(&file.name, file.size, &mut source);
@@ -225,13 +242,20 @@ struct PlannedBatch<'a> {
 }
 
 impl<'a> backup_core::Batch for PlannedBatch<'a> {
-    type Reader = ProgressReader<'a, File>;
+    type Reader = ProgressReader<'a, Snapshot>;
 
     fn file(&mut self, index: usize) -> Result<(&str, u32, Self::Reader), std::io::Error> {
         let file = self.files.get(index).ok_or_else(|| std::io::Error::other("no such file in the batch"))?;
-        let handle = File::open(&file.path)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", file.path.display())))?;
+        let handle = Snapshot::open(&file.path, file.size).map_err(|e| match e.kind() {
+            // Its message names the file already.
+            std::io::ErrorKind::InvalidData => e,
+            kind => std::io::Error::new(kind, format!("{}: {e}", file.path.display())),
+        })?;
         Ok((&file.name, file.size, ProgressReader { inner: handle, progress: self.progress }))
+    }
+
+    fn name(&mut self, index: usize) -> &str {
+        self.files.get(index).map_or("", |f| f.name.as_str())
     }
 
     fn done(&mut self, index: usize) {
@@ -246,6 +270,7 @@ impl<'a> backup_core::Batch for PlannedBatch<'a> {
 /// beside its target; the finisher's threads sync each and rename it into
 /// place while the next ones arrive.
 fn restore_many(s: &mut Session<'_>, files: &[(String, PathBuf)], how: Placement) -> Result<(), Failure> {
+    remove_stale_temps(s, files.iter().map(|(_, target)| finisher::parent(target)));
     let finisher = Finisher::start(how, s.mode)
         .map_err(|e| Failure::local(format!("cannot start a thread to finish restores: {e}")))?;
     let progress = Progress::start(s.mode, &format!("{} files", files.len()), 0);
@@ -289,7 +314,7 @@ impl<'a> backup_core::RestoreBatch for Targets<'a> {
     fn open(&mut self, index: usize, size: u32) -> std::io::Result<Self::Writer> {
         let target = self.files.get(index).map(|(_, t)| t.as_path()).unwrap_or(Path::new("."));
         self.progress.add_total(u64::from(size));
-        let temp = tempfile::NamedTempFile::new_in(finisher::parent(target))?;
+        let temp = crate::restore_temp::create(finisher::parent(target))?;
         Ok(ProgressWriter { inner: WriteBehind::new(temp), progress: self.progress })
     }
 
@@ -298,6 +323,15 @@ impl<'a> backup_core::RestoreBatch for Targets<'a> {
         let size = writer.inner.written();
         let temp = writer.inner.into_inner();
         self.finisher.submit(Restored { index, name: name.clone(), temp, target: target.clone(), size })
+    }
+}
+
+/// Removes what restores killed mid-way left in the folders about to be
+/// restored into, and says so.
+fn remove_stale_temps<'p>(s: &Session<'_>, folders: impl IntoIterator<Item = &'p Path>) {
+    let folders: std::collections::BTreeSet<&Path> = folders.into_iter().collect();
+    for path in folders.into_iter().flat_map(crate::restore_temp::remove_stale) {
+        s.say(format_args!("removed {}, left by an interrupted restore", path.display()));
     }
 }
 
@@ -326,7 +360,8 @@ fn restore_target(name: &str, output: Option<&Path>, force: bool) -> Result<Path
 fn restore_to(s: &mut Session<'_>, name: &str, target: &Path, how: Placement) -> Result<u32, Failure> {
     let dir = finisher::parent(target);
     let doing = format!("restoring {name}");
-    let temp = tempfile::NamedTempFile::new_in(dir)
+    remove_stale_temps(s, [dir]);
+    let temp = crate::restore_temp::create(dir)
         .map_err(|e| Failure::local(format!("{doing}: cannot write in {}: {e}", dir.display())))?;
     let progress = Progress::start(s.mode, name, 0);
     let mut sink = ProgressWriter { inner: WriteBehind::new(temp.as_file()), progress: &progress };
@@ -352,13 +387,50 @@ fn delete(s: &mut Session<'_>, names: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `list`: the names, in the server's order.
-fn list(s: &mut Session<'_>) -> Result<Vec<String>, Failure> {
-    let mut names = Vec::new();
+/// `list`: each name printed as it arrives, in the server's order, escaped
+/// (they are the server's bytes). Nothing is kept, so a listing of any
+/// length runs in the transfer buffer.
+fn print_list(s: &mut Session<'_>) -> Result<(), Failure> {
+    use std::io::{IsTerminal, Write};
+    let stdout = std::io::stdout();
+    // On a terminal each name shows at once; into a pipe or file, names go
+    // out a buffer at a time, not one write per name.
+    let each_line = stdout.is_terminal();
+    let mut lines = std::io::BufWriter::new(stdout.lock());
+    // A reader that went away (`list | head -1`) is no error of ours: the
+    // listing is still read to its end, so the connection stays in step.
+    let mut gone = false;
+    let listed = s.client.list(|name| {
+        if !gone {
+            gone = writeln!(lines, "{}", crate::text::Printable(name)).is_err()
+                || (each_line && lines.flush().is_err());
+        }
+    });
+    let _ = lines.flush();
+    listed.map(drop).map_err(|e| s.explain("listing".into(), e))
+}
+
+/// Names a `run` list step shows; the rest are counted.
+const SUMMARY_NAMES: usize = 10;
+
+/// A `run` list step's summary: how many names, and the first few, escaped.
+/// Bounded whatever the server sends.
+struct Summary {
+    count: usize,
+    first: Vec<String>,
+}
+
+fn list_summary(s: &mut Session<'_>) -> Result<Summary, Failure> {
+    let mut summary = Summary { count: 0, first: Vec::new() };
     s.client
-        .list(|name| names.push(String::from_utf8_lossy(name).into_owned()))
+        .list(|name| {
+            summary.count += 1;
+            if summary.first.len() < SUMMARY_NAMES {
+                summary.first.push(crate::text::Printable(name).to_string());
+            }
+        })
         .map_err(|e| s.explain("listing".into(), e))?;
-    Ok(names)
+    Ok(summary)
 }
 
 /// `run`: the classic session of existing clients, a line per step: list,
@@ -408,10 +480,14 @@ fn run(s: &mut Session<'_>, planned: &[Planned], force: bool) -> Result<(), Fail
 }
 
 fn show_list(s: &mut Session<'_>, n: &str) -> Result<(), Failure> {
-    match list(s) {
-        Ok(names) => {
-            let files = if names.len() == 1 { "file" } else { "files" };
-            out!("{n} list: {} {files}: {}", names.len(), names.join(", "))
+    match list_summary(s) {
+        Ok(Summary { count, first }) => {
+            let files = if count == 1 { "file" } else { "files" };
+            let more = match count - first.len() {
+                0 => String::new(),
+                rest => format!(", and {rest} more"),
+            };
+            out!("{n} list: {count} {files}: {}{more}", first.join(", "))
         }
         Err(f) if f.code == crate::failure::code::NO_FILES => out!("{n} list: no files yet"),
         Err(f) => return Err(Failure { message: format!("{n} {}", f.message), ..f }),

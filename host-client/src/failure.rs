@@ -73,16 +73,25 @@ impl Context<'_> {
                 ),
             ),
             ClientError::Server => {
-                let reason = if server_reason.is_empty() { "no reason given" } else { server_reason };
+                // The reason is the server's text: escaped, it cannot drive the terminal.
+                let reason = if server_reason.is_empty() {
+                    "no reason given".to_string()
+                } else {
+                    crate::text::printable(server_reason)
+                };
                 (code::SERVER, format!("{doing}: the server refused: {reason}"))
             }
             ClientError::InvalidName(e) => (
                 code::LOCAL,
                 format!("{doing}: {e}; names are 1 to 255 bytes with no '/', '\\' or control characters"),
             ),
-            ClientError::SourceEnded => {
-                (code::LOCAL, format!("{doing}: the file got shorter while it was read; try again"))
-            }
+            ClientError::SourceEnded => (
+                code::LOCAL,
+                format!(
+                    "{doing}: the file got shorter while it was read, so it was not stored and the server \
+                     keeps any earlier version; try again once nothing is writing to it"
+                ),
+            ),
             ClientError::SinkFull => (code::LOCAL, format!("{doing}: could not write the restored file")),
             ClientError::Local(e) => (code::LOCAL, format!("{doing}: {e}")),
             ClientError::Protocol(e) => (code::CONNECTION, self.protocol(e)),
@@ -108,8 +117,11 @@ impl Context<'_> {
                      Check --server or server.info"
                 ),
                 io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => format!(
-                    "{doing}: no answer from {server} within {} s; check the address, or allow longer with --timeout",
-                    self.timeout_secs
+                    "{doing}: no answer from {server} within the {secs} s of --timeout (the server must \
+                     answer, and move at least {kib} KiB, within each {secs} s it keeps the client waiting); \
+                     check the address and the server, or allow longer with --timeout",
+                    secs = self.timeout_secs,
+                    kib = crate::transport::PROGRESS_CHUNK / 1024,
                 ),
                 _ => format!(
                     "{doing}: connection to {server} failed: {e}; check that backup-server is running there"

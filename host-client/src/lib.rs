@@ -8,4 +8,7 @@ pub mod failure;
 pub mod finisher;
 pub mod identity;
 pub mod progress;
+pub mod restore_temp;
+pub mod source;
+pub mod text;
 pub mod transport;

@@ -45,8 +45,11 @@ struct Cli {
     #[arg(long, global = true, env = "BACKUP_USER", value_parser = clap::value_parser!(u32).range(1..))]
     user: Option<u32>,
 
-    /// Seconds to wait for a connection or for the server's next bytes.
-    #[arg(long, global = true, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Seconds the server may keep the client waiting: to connect, and in
+    /// all for each answer. Long transfers are not cut: each 64 KiB that
+    /// moves starts the wait over, so what fails is a server that stalls or
+    /// trickles (moves less than 64 KiB per SECS of waiting).
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
 
     /// Print nothing but errors and requested output.

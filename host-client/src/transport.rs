@@ -1,23 +1,53 @@
-//! TCP connections as the core client's transport.
+//! TCP connections as the core client's transport, with `--timeout` as a
+//! bound on how long the server may keep the client waiting.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backup_core::Connect;
 use rustix::event::{PollFd, PollFlags, Timespec};
+
+/// Bytes that must move between client and server, in either direction,
+/// for the wait budget to start over.
+///
+/// Why a budget rather than a deadline per read or per operation: a socket
+/// timeout per read lets a server that trickles one byte a second keep the
+/// client forever, and a deadline on the whole operation would cut a 4 GiB
+/// restore, which at wire speed takes minutes. So what `--timeout` bounds is
+/// the time spent blocked waiting for the server since it last moved
+/// [`PROGRESS_CHUNK`] bytes (or since the request was sent): a transfer of
+/// any length passes as long as the server moves 64 KiB per `--timeout` of
+/// waiting (2 KiB/s with the default 30 s), and a stalled or trickling
+/// server fails after `--timeout` seconds. Time the client spends on its own
+/// work (reading files, syncing) is not waiting and does not count.
+pub const PROGRESS_CHUNK: u64 = 64 * 1024;
 
 /// Connects to the first reachable address, with connect, read and write
 /// timeouts.
 #[derive(Debug, Clone)]
 pub struct TcpConnector {
+    /// Where the server may be, tried in order.
     pub addrs: Vec<SocketAddr>,
+    /// The connect timeout, and the wait budget of each connection.
     pub timeout: Duration,
 }
 
-/// An open connection.
+/// An open connection, whose reads and writes fail with
+/// [`io::ErrorKind::TimedOut`] once the server has kept the client waiting
+/// for its whole budget; see [`PROGRESS_CHUNK`].
 #[derive(Debug)]
-pub struct TcpConn(TcpStream);
+pub struct TcpConn {
+    stream: TcpStream,
+    budget: Duration,
+    /// Time blocked in reads and writes since the budget last started over.
+    waited: Duration,
+    /// Bytes moved since then.
+    moved: u64,
+    /// The last call was a read: the next write is a new request, and the
+    /// budget starts over with it.
+    reading: bool,
+}
 
 impl Connect for TcpConnector {
     type Conn = TcpConn;
@@ -27,15 +57,67 @@ impl Connect for TcpConnector {
         for addr in &self.addrs {
             match TcpStream::connect_timeout(addr, self.timeout) {
                 Ok(stream) => {
-                    stream.set_read_timeout(Some(self.timeout))?;
-                    stream.set_write_timeout(Some(self.timeout))?;
                     stream.set_nodelay(true)?;
-                    return Ok(TcpConn(stream));
+                    return Ok(TcpConn::new(stream, self.timeout));
                 }
                 Err(e) => last = e,
             }
         }
         Err(last)
+    }
+}
+
+impl TcpConn {
+    /// A connection whose server may keep the client waiting `budget` at a
+    /// time.
+    pub fn new(stream: TcpStream, budget: Duration) -> TcpConn {
+        TcpConn { stream, budget, waited: Duration::ZERO, moved: 0, reading: false }
+    }
+
+    /// What is left of the budget, as a socket timeout, or the error that
+    /// says it is spent.
+    fn remaining(&self) -> io::Result<Duration> {
+        // Below a millisecond the kernel would round the timeout up to a
+        // tick anyway; a zero timeout would mean no timeout at all.
+        match self.budget.checked_sub(self.waited) {
+            Some(left) if left >= Duration::from_millis(1) => Ok(left),
+            _ => Err(self.spent()),
+        }
+    }
+
+    fn spent(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the server kept the client waiting {} s in all with less than {} KiB moving",
+                self.budget.as_secs(),
+                PROGRESS_CHUNK / 1024
+            ),
+        )
+    }
+
+    /// Counts one blocking call: its time, its bytes, and a socket timeout
+    /// run out is the budget spent.
+    fn account(&mut self, started: Instant, result: io::Result<usize>) -> io::Result<usize> {
+        self.waited += started.elapsed();
+        match result {
+            Ok(n) => {
+                self.moved += n as u64;
+                if self.moved >= PROGRESS_CHUNK {
+                    self.start_over();
+                }
+                Ok(n)
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(self.spent())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn start_over(&mut self) {
+        self.waited = Duration::ZERO;
+        self.moved = 0;
     }
 }
 
@@ -45,17 +127,31 @@ impl embedded_io::ErrorType for TcpConn {
 
 impl embedded_io::Read for TcpConn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        self.reading = true;
+        self.stream.set_read_timeout(Some(self.remaining()?))?;
+        let started = Instant::now();
+        let result = self.stream.read(buf);
+        self.account(started, result)
     }
 }
 
 impl embedded_io::Write for TcpConn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        if std::mem::replace(&mut self.reading, false) {
+            // A write after reading is the next request (the core sends
+            // requests and reads their answers in turn): a new wait. The
+            // server earned it, as the client writes again only after an
+            // answer came in whole.
+            self.start_over();
+        }
+        self.stream.set_write_timeout(Some(self.remaining()?))?;
+        let started = Instant::now();
+        let result = self.stream.write(buf);
+        self.account(started, result)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+        self.stream.flush()
     }
 }
 
@@ -63,7 +159,7 @@ impl embedded_io::ReadReady for TcpConn {
     /// Whether the server has sent something (or closed) already: during an
     /// upload, that is its early refusal.
     fn read_ready(&mut self) -> io::Result<bool> {
-        let mut fds = [PollFd::new(&self.0, PollFlags::IN)];
+        let mut fds = [PollFd::new(&self.stream, PollFlags::IN)];
         let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
         let ready = rustix::event::poll(&mut fds, Some(&zero))?;
         Ok(ready > 0)
