@@ -7,6 +7,7 @@
 pub mod commit_gate;
 pub mod conn;
 pub mod fs_store;
+pub mod listing;
 pub mod server;
 
 pub use fs_store::{FsStore, StoreOptions};
