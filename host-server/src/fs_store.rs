@@ -29,6 +29,7 @@ use rustix::io::Errno;
 use write_behind::WriteBehind;
 
 use crate::commit_gate::CommitGate;
+use crate::listing::{self, SpoolReader};
 use crate::quota::QuotaBook;
 use crate::root_lock::{self, RootLock};
 use crate::sync_pool::{SYNC_THREADS, SyncPool};
@@ -138,23 +139,28 @@ pub struct FsReader {
     pub file: File,
 }
 
-/// A sorted snapshot of one user's names.
+/// A sorted snapshot of one user's names, streamed from a spool file (see
+/// [`listing`](crate::listing)): it holds a file descriptor and a few KiB,
+/// however many names there are and however slowly they are read.
 #[derive(Debug, Default)]
 pub struct FsListing {
-    names: Vec<String>,
-    next: usize,
-    payload_len: u64,
+    /// `None` for a user without a folder.
+    names: Option<SpoolReader>,
 }
 
 impl Listing for FsListing {
     fn payload_len(&self) -> u64 {
-        self.payload_len
+        self.names.as_ref().map_or(0, SpoolReader::payload_len)
     }
 
     fn next_name(&mut self) -> Option<&str> {
-        let name = self.names.get(self.next)?;
-        self.next += 1;
-        Some(name)
+        // A spool that cannot be read back ends the names early; the
+        // dispatcher then sees fewer bytes than announced and drops the
+        // connection, as it must when a reply cannot be framed.
+        self.names.as_mut()?.next_name().unwrap_or_else(|e| {
+            log::warn!("storage: cannot read back a listing: {e}");
+            None
+        })
     }
 }
 
@@ -543,27 +549,9 @@ impl Store for FsStore {
     fn list(&mut self, user: u32) -> Result<FsListing, StoreError> {
         let dir = self.inner.user_dir(user).map_err(|e| store_error(e.into(), "open user folder", ""))?;
         let Some(dir) = dir else { return Ok(FsListing::default()) };
-        let mut names: Vec<String> = scan(&dir)?.into_iter().map(|(name, _)| name).collect();
-        names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let payload_len = names.iter().map(|n| n.len() as u64 + 1).sum();
-        Ok(FsListing { names, next: 0, payload_len })
+        let spool = listing::snapshot(&dir).map_err(|e| store_error(e, "list", ""))?;
+        Ok(FsListing { names: Some(spool.reader()) })
     }
-}
-
-/// The regular files in a user folder whose names are valid, with sizes.
-/// Anything else (links, folders, files made by hand with odd names) is not
-/// a user's file and stays invisible.
-fn scan(dir: &OwnedFd) -> Result<Vec<(String, u64)>, StoreError> {
-    let entries = rustix::fs::Dir::read_from(dir).map_err(|e| store_error(e.into(), "list", ""))?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| store_error(e.into(), "list", ""))?;
-        let Ok(name) = validate_name(entry.file_name().to_bytes()) else { continue };
-        if let Ok(Some(size)) = Inner::file_size(dir, name) {
-            files.push((name.to_owned(), size));
-        }
-    }
-    Ok(files)
 }
 
 /// Bytes in the valid-named regular files of a user folder: what counts

@@ -7,6 +7,7 @@
 pub mod commit_gate;
 pub mod conn;
 pub mod fs_store;
+pub mod listing;
 pub mod quota;
 pub mod root_lock;
 pub mod server;
