@@ -7,6 +7,7 @@
 pub mod commit_gate;
 pub mod conn;
 pub mod fs_store;
+pub mod linger;
 pub mod server;
 
 pub use fs_store::{FsStore, StoreOptions};

@@ -28,7 +28,12 @@ struct Args {
     #[arg(long, env = "BACKUP_ROOT", default_value = DEFAULT_ROOT)]
     root: PathBuf,
 
-    /// Connections served at once; further clients wait until one ends.
+    /// Connections served at once, each on its own thread; further clients
+    /// wait until one ends. The server runs at most this many threads plus
+    /// 8 for disk syncs and 3 fixed ones (accept loop, signals, closing
+    /// refused connections): 1035 by default. If the system refuses a
+    /// thread (ulimit -u, TasksMax, pids.max), that one connection is
+    /// refused with a 1003 and the server goes on.
     #[arg(long, env = "BACKUP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
 

@@ -1,5 +1,11 @@
 //! The TCP server: an accept loop, a bounded pool of worker threads each
 //! serving one connection with the core's dispatcher, and a graceful shutdown.
+//!
+//! Threads: one per connection served (at most `max_connections`, reused),
+//! the accept loop, the thread that closes refused connections
+//! ([`crate::linger`]), the signal handler's thread in the binary, and the
+//! storage's sync threads ([`crate::fs_store`]). A connection the system
+//! will not start a thread for is refused with a 1003; the server goes on.
 
 use std::collections::HashMap;
 use std::io;
@@ -17,6 +23,7 @@ use backup_core::{Config, Dispatcher, SessionEnd};
 
 use crate::conn::Conn;
 use crate::fs_store::{FsStore, StoreOptions};
+use crate::linger::Linger;
 
 /// Buffer each connection streams payloads through. Memory per connection is
 /// this plus the read buffer, whatever the file size.
@@ -36,7 +43,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Storage root.
     pub root: PathBuf,
-    /// Connections served at once; more wait in the accept backlog.
+    /// Connections served at once, each on its own thread; more wait in the
+    /// accept backlog. The server's threads are at most this many plus 11:
+    /// the storage's 8 sync threads, the accept loop, the thread closing
+    /// refused connections, and the binary's signal handler.
     pub max_connections: usize,
     /// Largest file accepted.
     pub max_file_size: u32,
@@ -163,8 +173,10 @@ impl Server {
         ShutdownHandle { shared: self.shared.clone() }
     }
 
-    /// Serves until shut down.
+    /// Serves until shut down. Fails only at start, if the thread that
+    /// closes refused connections cannot be started.
     pub fn run(self) -> io::Result<()> {
+        let linger = Linger::start()?;
         let mut pool = Pool::new();
         while let Some(slot) = self.wait_for_slot() {
             let (stream, peer) = match self.listener.accept() {
@@ -180,17 +192,29 @@ impl Server {
             if self.shared.stopping.load(Ordering::SeqCst) {
                 break;
             }
+            if let Err(e) = pool.reserve() {
+                log::warn!(
+                    "{peer}: refused: the system will not start a thread for this connection ({e}); \
+                     serving the others. Raise the task limit (ulimit -u, systemd TasksMax, the \
+                     cgroup's pids.max) or lower --max-connections"
+                );
+                refuse(&linger, stream, peer, "the server is out of threads; try again later");
+                continue;
+            }
             let store = self.store.clone();
             let config = self.config.clone();
             let shared = self.shared.clone();
-            pool.execute(Box::new(move || {
-                serve_connection(stream, peer, store, &config, &shared);
-                drop(slot);
-            }))?;
+            pool.run(
+                Box::new(move || {
+                    serve_connection(stream, peer, store, &config, &shared);
+                }),
+                slot,
+            );
         }
         log::info!("shutting down: no new connections");
         self.finish_connections();
         drop(pool);
+        drop(linger);
         Ok(())
     }
 
@@ -248,12 +272,22 @@ impl Drop for Slot {
     }
 }
 
+/// Answers a connection we will not serve, without blocking the accept loop.
+fn refuse(linger: &Linger, stream: TcpStream, peer: SocketAddr, reason: &str) {
+    if let Err(e) = linger.refuse(stream, reason) {
+        log::debug!("{peer}: the refusal could not be sent ({e}); closed");
+    }
+}
+
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Worker threads, grown on demand and reused; the slots bound their number.
+/// Worker threads, started when none is idle and then reused. A worker
+/// gives its slot back only after counting itself idle, so a new thread is
+/// started only while every existing one holds a slot: never more threads
+/// than `max_connections`.
 struct Pool {
-    tx: Option<mpsc::Sender<Job>>,
-    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    tx: Option<mpsc::Sender<(Job, Slot)>>,
+    rx: Arc<Mutex<mpsc::Receiver<(Job, Slot)>>>,
     idle: Arc<AtomicUsize>,
 }
 
@@ -263,29 +297,33 @@ impl Pool {
         Pool { tx: Some(tx), rx: Arc::new(Mutex::new(rx)), idle: Arc::new(AtomicUsize::new(0)) }
     }
 
-    fn execute(&mut self, job: Job) -> io::Result<()> {
-        // Hand the job to an idle worker if one is reserved, else start one.
+    /// Makes sure a worker will take the next [`Pool::run`]: an idle one,
+    /// else a new thread. Fails if the system refuses the thread (a task
+    /// limit); the caller still holds the connection then.
+    fn reserve(&mut self) -> io::Result<()> {
         if self.idle.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            if let Some(tx) = &self.tx {
-                tx.send(job).map_err(|_| io::Error::other("worker pool closed"))?;
-            }
             return Ok(());
         }
         let rx = self.rx.clone();
         let idle = self.idle.clone();
         thread::Builder::new().name("conn".into()).stack_size(WORKER_STACK).spawn(move || {
-            let mut job = job;
             loop {
+                let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                let Ok((job, slot)) = next else { return };
                 job();
                 idle.fetch_add(1, Ordering::SeqCst);
-                let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                match next {
-                    Ok(next) => job = next,
-                    Err(_) => return,
-                }
+                drop(slot);
             }
         })?;
         Ok(())
+    }
+
+    /// Hands `job` to the worker [`Pool::reserve`] set aside.
+    fn run(&self, job: Job, slot: Slot) {
+        if let Some(tx) = &self.tx {
+            // The pool holds the receiver, so sending cannot fail.
+            let _ = tx.send((job, slot));
+        }
     }
 }
 
