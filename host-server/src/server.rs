@@ -36,6 +36,12 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// Stack for worker threads: the dispatcher keeps its buffers on the heap.
 const WORKER_STACK: usize = 256 * 1024;
 
+/// Default for [`ServerConfig::max_connections_per_ip`]: a quarter of the
+/// default 1024 connections, so at least four addresses are needed to fill
+/// the server, while an office of 256 machines behind one NAT address can
+/// all back up at the same moment.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+
 /// What the server does, set from the command line.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -48,6 +54,9 @@ pub struct ServerConfig {
     /// the storage's 8 sync threads, the accept loop, the thread closing
     /// refused connections, and the binary's signal handler.
     pub max_connections: usize,
+    /// Connections served at once from one address (an IPv6 /64 counts as
+    /// one); more are refused with a 1003.
+    pub max_connections_per_ip: usize,
     /// Largest file accepted.
     pub max_file_size: u32,
     /// Bytes each user may store.
@@ -67,6 +76,7 @@ impl ServerConfig {
             listen,
             root,
             max_connections: 1024,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_file_size: MAX_FILE_SIZE,
             quota: None,
             idle_timeout: Duration::from_secs(60),
@@ -90,6 +100,8 @@ struct Shared {
     active: Mutex<usize>,
     changed: Condvar,
     next_id: AtomicU64,
+    /// Connections served per address (see [`IpKey`]).
+    per_ip: Mutex<HashMap<IpKey, usize>>,
 }
 
 impl Shared {
@@ -104,6 +116,57 @@ impl Shared {
     fn release_slot(&self) {
         *self.active() -= 1;
         self.changed.notify_all();
+    }
+
+    /// Counts a connection from `ip`, unless `limit` are already served.
+    fn admit(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<IpTicket> {
+        let key = IpKey::of(ip);
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = per_ip.entry(key).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(IpTicket { shared: self.clone(), key })
+    }
+}
+
+/// The unit the per-address limit counts: an IPv4 address, or an IPv6 /64
+/// (one host or site usually holds a whole /64, so counting single IPv6
+/// addresses would limit nothing). IPv4-mapped IPv6 counts as IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum IpKey {
+    V4(Ipv4Addr),
+    V6Prefix(u64),
+}
+
+impl IpKey {
+    fn of(ip: IpAddr) -> IpKey {
+        match ip {
+            IpAddr::V4(v4) => IpKey::V4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpKey::V4(v4),
+                None => IpKey::V6Prefix((v6.to_bits() >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// One connection counted against its address; uncounted when dropped.
+struct IpTicket {
+    shared: Arc<Shared>,
+    key: IpKey,
+}
+
+impl Drop for IpTicket {
+    fn drop(&mut self) {
+        let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = per_ip.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -154,6 +217,7 @@ impl Server {
             active: Mutex::new(0),
             changed: Condvar::new(),
             next_id: AtomicU64::new(0),
+            per_ip: Mutex::new(HashMap::new()),
         });
         Ok(Server { listener, store, config, shared })
     }
@@ -178,6 +242,7 @@ impl Server {
     pub fn run(self) -> io::Result<()> {
         let linger = Linger::start()?;
         let mut pool = Pool::new();
+        let per_ip = self.config.max_connections_per_ip.max(1);
         while let Some(slot) = self.wait_for_slot() {
             let (stream, peer) = match self.listener.accept() {
                 Ok(accepted) => accepted,
@@ -192,6 +257,18 @@ impl Server {
             if self.shared.stopping.load(Ordering::SeqCst) {
                 break;
             }
+            let Some(ticket) = self.shared.admit(peer.ip(), per_ip) else {
+                log::warn!(
+                    "{peer}: refused: already {per_ip} connections from this address \
+                     (--max-connections-per-ip)"
+                );
+                let reason = format!(
+                    "too many connections from your address (the limit is {per_ip}); \
+                     close one, then try again"
+                );
+                refuse(&linger, stream, peer, &reason);
+                continue;
+            };
             if let Err(e) = pool.reserve() {
                 log::warn!(
                     "{peer}: refused: the system will not start a thread for this connection ({e}); \
@@ -207,6 +284,7 @@ impl Server {
             pool.run(
                 Box::new(move || {
                     serve_connection(stream, peer, store, &config, &shared);
+                    drop(ticket);
                 }),
                 slot,
             );

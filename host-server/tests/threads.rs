@@ -180,3 +180,40 @@ fn a_hundred_busy_connections_run_on_at_most_a_hundred_and_twelve_threads() {
     );
     assert!(most <= limit, "{most} threads, over {limit}");
 }
+
+/// Not a test of threads, but of what the refusal path must not do: a
+/// refused connection whose client never closes still goes away.
+#[test]
+fn a_refused_client_that_never_closes_is_closed_after_a_short_linger() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(dir.path(), &["--max-connections-per-ip", "1"]);
+    let mut first = server.connect();
+    first.write_all(&request(41, LIST, b"", None)).unwrap();
+    assert_eq!(read_reply(&mut first).unwrap().status, 1002);
+    let mut second = server.connect();
+    let reply = read_reply(&mut second).unwrap();
+    assert_eq!((reply.version, reply.status), (1, 1003));
+    assert!(reply.reason().contains("too many connections from your address"), "{:?}", reply.reason());
+    // We keep sending and never close; the server discards it, then closes
+    // its socket, and our writes start failing (a reset answers them).
+    let started = Instant::now();
+    let closed = loop {
+        if second.write_all(&[0; 512]).is_err() {
+            break true;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            break false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(closed, "the refused connection was closed");
+    println!("a refused client that kept sending was closed after {:?}", started.elapsed());
+    assert_eq!(
+        {
+            first.write_all(&request(41, LIST, b"", None)).unwrap();
+            read_reply(&mut first).unwrap().status
+        },
+        1002,
+        "the admitted connection is still served"
+    );
+}
