@@ -8,6 +8,7 @@ pub mod commit_gate;
 pub mod conn;
 pub mod fs_store;
 pub mod linger;
+pub mod rate;
 pub mod server;
 
 pub use fs_store::{FsStore, StoreOptions};
