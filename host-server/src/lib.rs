@@ -7,14 +7,16 @@
 pub mod commit_gate;
 pub mod conn;
 pub mod fs_store;
+pub mod linger;
 pub mod listing;
 pub mod quota;
+pub mod rate;
 pub mod root_lock;
 pub mod server;
 pub mod sync_pool;
 
 pub use fs_store::{FsStore, StoreOptions};
-pub use server::{Server, ServerConfig, ShutdownHandle};
+pub use server::{DEFAULT_MAX_CONNECTIONS_PER_IP, Server, ServerConfig, ShutdownHandle};
 
 /// Where the server listens when not told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7373";

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use backup_server::{DEFAULT_LISTEN, DEFAULT_ROOT, Server, ServerConfig};
+use backup_server::{DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_ROOT, Server, ServerConfig};
 use bytesize::ByteSize;
 use clap::Parser;
 
@@ -28,9 +28,20 @@ struct Args {
     #[arg(long, env = "BACKUP_ROOT", default_value = DEFAULT_ROOT)]
     root: PathBuf,
 
-    /// Connections served at once; further clients wait until one ends.
+    /// Connections served at once, each on its own thread; further clients
+    /// wait until one ends. The server runs at most this many threads plus
+    /// 8 for disk syncs and 3 fixed ones (accept loop, signals, closing
+    /// refused connections): 1035 by default. If the system refuses a
+    /// thread (ulimit -u, TasksMax, pids.max), that one connection is
+    /// refused with a 1003 and the server goes on.
     #[arg(long, env = "BACKUP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+
+    /// Connections served at once from one client address (an IPv6 /64
+    /// counts as one address); more are refused at once with a 1003. The
+    /// default lets 256 machines behind one NAT back up together.
+    #[arg(long, env = "BACKUP_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_ip: u32,
 
     /// Largest file accepted, in bytes or with a unit (64MiB, 2GB).
     /// Larger uploads are refused before their data is sent.
@@ -101,6 +112,7 @@ fn main() -> ExitCode {
     env_logger::Builder::new().filter_level(args.log_level).format_target(false).init();
     let config = ServerConfig {
         max_connections: args.max_connections as usize,
+        max_connections_per_ip: args.max_connections_per_ip as usize,
         max_file_size: args.max_file_size,
         quota: args.quota,
         idle_timeout: Duration::from_secs(args.idle_timeout),

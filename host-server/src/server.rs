@@ -1,5 +1,11 @@
 //! The TCP server: an accept loop, a bounded pool of worker threads each
 //! serving one connection with the core's dispatcher, and a graceful shutdown.
+//!
+//! Threads: one per connection served (at most `max_connections`, reused),
+//! the accept loop, the thread that closes refused connections
+//! ([`crate::linger`]), the signal handler's thread in the binary, and the
+//! storage's sync threads ([`crate::fs_store`]). A connection the system
+//! will not start a thread for is refused with a 1003; the server goes on.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -17,6 +23,7 @@ use backup_core::{Config, Dispatcher, SessionEnd};
 
 use crate::conn::Conn;
 use crate::fs_store::{FsStore, StoreOptions};
+use crate::linger::Linger;
 
 /// Buffer each connection streams payloads through. Memory per connection is
 /// this plus the read buffer, whatever the file size.
@@ -29,6 +36,12 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// Stack for worker threads: the dispatcher keeps its buffers on the heap.
 const WORKER_STACK: usize = 256 * 1024;
 
+/// Default for [`ServerConfig::max_connections_per_ip`]: a quarter of the
+/// default 1024 connections, so at least four addresses are needed to fill
+/// the server, while an office of 256 machines behind one NAT address can
+/// all back up at the same moment.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+
 /// What the server does, set from the command line.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -36,8 +49,14 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Storage root.
     pub root: PathBuf,
-    /// Connections served at once; more wait in the accept backlog.
+    /// Connections served at once, each on its own thread; more wait in the
+    /// accept backlog. The server's threads are at most this many plus 11:
+    /// the storage's 8 sync threads, the accept loop, the thread closing
+    /// refused connections, and the binary's signal handler.
     pub max_connections: usize,
+    /// Connections served at once from one address (an IPv6 /64 counts as
+    /// one); more are refused with a 1003.
+    pub max_connections_per_ip: usize,
     /// Largest file accepted.
     pub max_file_size: u32,
     /// Bytes each user may store.
@@ -57,6 +76,7 @@ impl ServerConfig {
             listen,
             root,
             max_connections: 1024,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_file_size: MAX_FILE_SIZE,
             quota: None,
             idle_timeout: Duration::from_secs(60),
@@ -80,6 +100,8 @@ struct Shared {
     active: Mutex<usize>,
     changed: Condvar,
     next_id: AtomicU64,
+    /// Connections served per address (see [`IpKey`]).
+    per_ip: Mutex<HashMap<IpKey, usize>>,
 }
 
 impl Shared {
@@ -94,6 +116,57 @@ impl Shared {
     fn release_slot(&self) {
         *self.active() -= 1;
         self.changed.notify_all();
+    }
+
+    /// Counts a connection from `ip`, unless `limit` are already served.
+    fn admit(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<IpTicket> {
+        let key = IpKey::of(ip);
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = per_ip.entry(key).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(IpTicket { shared: self.clone(), key })
+    }
+}
+
+/// The unit the per-address limit counts: an IPv4 address, or an IPv6 /64
+/// (one host or site usually holds a whole /64, so counting single IPv6
+/// addresses would limit nothing). IPv4-mapped IPv6 counts as IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum IpKey {
+    V4(Ipv4Addr),
+    V6Prefix(u64),
+}
+
+impl IpKey {
+    fn of(ip: IpAddr) -> IpKey {
+        match ip {
+            IpAddr::V4(v4) => IpKey::V4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpKey::V4(v4),
+                None => IpKey::V6Prefix((v6.to_bits() >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// One connection counted against its address; uncounted when dropped.
+struct IpTicket {
+    shared: Arc<Shared>,
+    key: IpKey,
+}
+
+impl Drop for IpTicket {
+    fn drop(&mut self) {
+        let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = per_ip.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -144,6 +217,7 @@ impl Server {
             active: Mutex::new(0),
             changed: Condvar::new(),
             next_id: AtomicU64::new(0),
+            per_ip: Mutex::new(HashMap::new()),
         });
         Ok(Server { listener, store, config, shared })
     }
@@ -163,9 +237,12 @@ impl Server {
         ShutdownHandle { shared: self.shared.clone() }
     }
 
-    /// Serves until shut down.
+    /// Serves until shut down. Fails only at start, if the thread that
+    /// closes refused connections cannot be started.
     pub fn run(self) -> io::Result<()> {
+        let linger = Linger::start()?;
         let mut pool = Pool::new();
+        let per_ip = self.config.max_connections_per_ip.max(1);
         while let Some(slot) = self.wait_for_slot() {
             let (stream, peer) = match self.listener.accept() {
                 Ok(accepted) => accepted,
@@ -180,17 +257,42 @@ impl Server {
             if self.shared.stopping.load(Ordering::SeqCst) {
                 break;
             }
+            let Some(ticket) = self.shared.admit(peer.ip(), per_ip) else {
+                log::warn!(
+                    "{peer}: refused: already {per_ip} connections from this address \
+                     (--max-connections-per-ip)"
+                );
+                let reason = format!(
+                    "too many connections from your address (the limit is {per_ip}); \
+                     close one, then try again"
+                );
+                refuse(&linger, stream, peer, &reason);
+                continue;
+            };
+            if let Err(e) = pool.reserve() {
+                log::warn!(
+                    "{peer}: refused: the system will not start a thread for this connection ({e}); \
+                     serving the others. Raise the task limit (ulimit -u, systemd TasksMax, the \
+                     cgroup's pids.max) or lower --max-connections"
+                );
+                refuse(&linger, stream, peer, "the server is out of threads; try again later");
+                continue;
+            }
             let store = self.store.clone();
             let config = self.config.clone();
             let shared = self.shared.clone();
-            pool.execute(Box::new(move || {
-                serve_connection(stream, peer, store, &config, &shared);
-                drop(slot);
-            }))?;
+            pool.run(
+                Box::new(move || {
+                    serve_connection(stream, peer, store, &config, &shared);
+                    drop(ticket);
+                }),
+                slot,
+            );
         }
         log::info!("shutting down: no new connections");
         self.finish_connections();
         drop(pool);
+        drop(linger);
         Ok(())
     }
 
@@ -248,12 +350,22 @@ impl Drop for Slot {
     }
 }
 
+/// Answers a connection we will not serve, without blocking the accept loop.
+fn refuse(linger: &Linger, stream: TcpStream, peer: SocketAddr, reason: &str) {
+    if let Err(e) = linger.refuse(stream, reason) {
+        log::debug!("{peer}: the refusal could not be sent ({e}); closed");
+    }
+}
+
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Worker threads, grown on demand and reused; the slots bound their number.
+/// Worker threads, started when none is idle and then reused. A worker
+/// gives its slot back only after counting itself idle, so a new thread is
+/// started only while every existing one holds a slot: never more threads
+/// than `max_connections`.
 struct Pool {
-    tx: Option<mpsc::Sender<Job>>,
-    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    tx: Option<mpsc::Sender<(Job, Slot)>>,
+    rx: Arc<Mutex<mpsc::Receiver<(Job, Slot)>>>,
     idle: Arc<AtomicUsize>,
 }
 
@@ -263,29 +375,33 @@ impl Pool {
         Pool { tx: Some(tx), rx: Arc::new(Mutex::new(rx)), idle: Arc::new(AtomicUsize::new(0)) }
     }
 
-    fn execute(&mut self, job: Job) -> io::Result<()> {
-        // Hand the job to an idle worker if one is reserved, else start one.
+    /// Makes sure a worker will take the next [`Pool::run`]: an idle one,
+    /// else a new thread. Fails if the system refuses the thread (a task
+    /// limit); the caller still holds the connection then.
+    fn reserve(&mut self) -> io::Result<()> {
         if self.idle.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            if let Some(tx) = &self.tx {
-                tx.send(job).map_err(|_| io::Error::other("worker pool closed"))?;
-            }
             return Ok(());
         }
         let rx = self.rx.clone();
         let idle = self.idle.clone();
         thread::Builder::new().name("conn".into()).stack_size(WORKER_STACK).spawn(move || {
-            let mut job = job;
             loop {
+                let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                let Ok((job, slot)) = next else { return };
                 job();
                 idle.fetch_add(1, Ordering::SeqCst);
-                let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                match next {
-                    Ok(next) => job = next,
-                    Err(_) => return,
-                }
+                drop(slot);
             }
         })?;
         Ok(())
+    }
+
+    /// Hands `job` to the worker [`Pool::reserve`] set aside.
+    fn run(&self, job: Job, slot: Slot) {
+        if let Some(tx) = &self.tx {
+            // The pool holds the receiver, so sending cannot fail.
+            let _ = tx.send((job, slot));
+        }
     }
 }
 

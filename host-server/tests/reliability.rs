@@ -225,7 +225,9 @@ fn long_acknowledged_backups_survive_a_hundred_sigkills() {
 
 fn load_test(clients: u32, duration: Duration) {
     let dir = tempfile::tempdir().unwrap();
-    let server = ChildServer::start(dir.path(), &[]);
+    // Every client comes from 127.0.0.1, and a reconnecting one may arrive
+    // before the server has seen its previous connection close.
+    let server = ChildServer::start(dir.path(), &["--max-connections-per-ip", "2048"]);
     let seeds = Arc::new(AtomicU64::new(1));
     let ops = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + duration;
@@ -303,7 +305,11 @@ fn long_two_hundred_fifty_six_clients_for_a_minute() {
 
 fn slow_clients(stalled: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let server = ChildServer::start(dir.path(), &["--idle-timeout", "2", "--max-connections", "2048"]);
+    // All from 127.0.0.1, so the per-address limit is raised.
+    let server = ChildServer::start(
+        dir.path(),
+        &["--idle-timeout", "2", "--max-connections", "2048", "--max-connections-per-ip", "2048"],
+    );
     let idle: Vec<TcpStream> = (0..stalled)
         .map(|_| {
             let mut s = TcpStream::connect(server.addr).unwrap();
