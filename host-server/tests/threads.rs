@@ -128,8 +128,6 @@ fn a_thread_the_kernel_refuses_costs_one_connection_and_the_server_serves_on() {
 }
 
 #[test]
-#[ignore = "needs the storage's shared pool of 8 sync threads (fs_store.rs, another branch); \
-            the per-commit sync threads here reach about 257"]
 fn a_hundred_busy_connections_run_on_at_most_a_hundred_and_twelve_threads() {
     const CLIENTS: usize = 100;
     let dir = tempfile::tempdir().unwrap();
