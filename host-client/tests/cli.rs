@@ -4,86 +4,12 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use backup_server::{Server, ServerConfig, ShutdownHandle};
+mod support;
 
-struct RealServer {
-    addr: SocketAddr,
-    handle: ShutdownHandle,
-    thread: Option<thread::JoinHandle<std::io::Result<()>>>,
-    _root: tempfile::TempDir,
-}
-
-impl RealServer {
-    fn start(customize: impl FnOnce(&mut ServerConfig)) -> RealServer {
-        let root = tempfile::tempdir().unwrap();
-        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), root.path().to_path_buf());
-        customize(&mut config);
-        let server = Server::bind(config).unwrap();
-        let addr = server.local_addr().unwrap();
-        let handle = server.shutdown_handle();
-        RealServer { addr, handle, thread: Some(thread::spawn(move || server.run())), _root: root }
-    }
-}
-
-impl Drop for RealServer {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap().unwrap();
-        }
-    }
-}
-
-/// A folder to run the client in, with its own config folder.
-struct Workdir {
-    dir: tempfile::TempDir,
-}
-
-impl Workdir {
-    fn new() -> Workdir {
-        Workdir { dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.path(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    fn client(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_backup-client"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env_remove("BACKUP_SERVER")
-            .env_remove("BACKUP_USER")
-            .output()
-            .unwrap()
-    }
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(out.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(out), stderr(out));
-}
+use support::*;
 
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;

@@ -4,103 +4,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use backup_server::{Server, ServerConfig, ShutdownHandle};
+mod support;
 
-struct RealServer {
-    addr: SocketAddr,
-    handle: ShutdownHandle,
-    thread: Option<thread::JoinHandle<std::io::Result<()>>>,
-    _root: tempfile::TempDir,
-}
-
-impl RealServer {
-    fn start() -> RealServer {
-        let root = tempfile::tempdir().unwrap();
-        let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), root.path().to_path_buf());
-        let server = Server::bind(config).unwrap();
-        let addr = server.local_addr().unwrap();
-        let handle = server.shutdown_handle();
-        RealServer { addr, handle, thread: Some(thread::spawn(move || server.run())), _root: root }
-    }
-}
-
-impl Drop for RealServer {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap().unwrap();
-        }
-    }
-}
-
-/// A folder to run the client in, with its own config folder.
-struct Workdir {
-    dir: tempfile::TempDir,
-}
-
-impl Workdir {
-    fn new() -> Workdir {
-        Workdir { dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.path(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_backup-client"));
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env_remove("BACKUP_SERVER")
-            .env_remove("BACKUP_USER");
-        command
-    }
-
-    fn client(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-}
-
-/// Runs the client, killing it (and failing) if it takes over `secs` seconds.
-fn output_within(work: &Workdir, args: &[&str], secs: u64) -> Output {
-    let started = Instant::now();
-    let mut child = work.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(secs) {
-            child.kill().unwrap();
-            panic!("backup-client {args:?} still running after {secs} s");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(out.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(out), stderr(out));
-}
+use support::*;
 
 /// A response as a server sends it.
 fn response(status: u16, name: &[u8], payload: &[u8]) -> Vec<u8> {
@@ -152,7 +62,7 @@ fn fake_server(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr 
 
 #[test]
 fn backing_up_two_files_with_one_base_name_is_refused_before_anything_is_sent() {
-    let server = RealServer::start();
+    let server = RealServer::start(|_| {});
     let work = Workdir::new();
     work.write("a/notes.txt", b"first");
     work.write("b/notes.txt", b"second");
@@ -461,7 +371,7 @@ fn a_transfer_longer_than_the_timeout_passes_while_it_moves() {
 
 #[test]
 fn server_info_and_backup_info_may_start_with_a_byte_order_mark() {
-    let server = RealServer::start();
+    let server = RealServer::start(|_| {});
     let work = Workdir::new();
     work.write("server.info", format!("\u{feff}{}\n", server.addr).as_bytes());
     work.write("a.txt", b"with a BOM");
@@ -589,7 +499,7 @@ fn a_restore_killed_midway_leaves_a_named_temporary_file_that_the_next_restore_r
 
 #[test]
 fn a_proc_file_whose_metadata_says_0_bytes_is_refused_not_stored_empty() {
-    let server = RealServer::start();
+    let server = RealServer::start(|_| {});
     let work = Workdir::new();
     let addr = server.addr.to_string();
     let s = ["--server", addr.as_str(), "--user", "14"];

@@ -1,0 +1,103 @@
+//! What both client test suites need: the real server in-process, a
+//! folder to run the client binary in, and output checks.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use backup_server::{Server, ServerConfig, ShutdownHandle};
+
+pub struct RealServer {
+    pub addr: SocketAddr,
+    handle: ShutdownHandle,
+    thread: Option<thread::JoinHandle<std::io::Result<()>>>,
+    _root: tempfile::TempDir,
+}
+
+impl RealServer {
+    pub fn start(customize: impl FnOnce(&mut ServerConfig)) -> RealServer {
+        let root = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), root.path().to_path_buf());
+        customize(&mut config);
+        let server = Server::bind(config).unwrap();
+        let addr = server.local_addr().unwrap();
+        let handle = server.shutdown_handle();
+        RealServer { addr, handle, thread: Some(thread::spawn(move || server.run())), _root: root }
+    }
+}
+
+impl Drop for RealServer {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap().unwrap();
+        }
+    }
+}
+
+/// A folder to run the client in, with its own config folder.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    pub fn new() -> Workdir {
+        Workdir { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_backup-client"));
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env_remove("BACKUP_SERVER")
+            .env_remove("BACKUP_USER");
+        command
+    }
+
+    pub fn client(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+}
+
+/// Runs the client, killing it (and failing) if it takes over `secs` seconds.
+pub fn output_within(work: &Workdir, args: &[&str], secs: u64) -> Output {
+    let started = Instant::now();
+    let mut child = work.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(secs) {
+            child.kill().unwrap();
+            panic!("backup-client {args:?} still running after {secs} s");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(out), stderr(out));
+}
