@@ -16,7 +16,7 @@ pub mod server;
 pub mod sync_pool;
 
 pub use fs_store::{FsStore, StoreOptions};
-pub use server::{DEFAULT_MAX_CONNECTIONS_PER_IP, Server, ServerConfig, ShutdownHandle};
+pub use server::{DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MIN_RATE, Server, ServerConfig, ShutdownHandle};
 
 /// Where the server listens when not told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7373";

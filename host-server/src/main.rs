@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use backup_server::{DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_ROOT, Server, ServerConfig};
+use backup_server::{
+    DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MIN_RATE, DEFAULT_ROOT, Server, ServerConfig,
+};
 use bytesize::ByteSize;
 use clap::Parser;
 
@@ -43,6 +45,15 @@ struct Args {
     #[arg(long, env = "BACKUP_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP as u32, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections_per_ip: u32,
 
+    /// Slowest transfer served, in bytes per second (or with a unit: 64KiB).
+    /// Within a request, the time spent waiting on the client may not
+    /// exceed the idle timeout plus the bytes moved divided by this rate;
+    /// a slower client is disconnected. Time the server spends on its own
+    /// disk does not count. 0 turns this off. The default, 512, cuts
+    /// byte-by-byte trickles and keeps the slowest serial links.
+    #[arg(long, env = "BACKUP_MIN_RATE", default_value_t = DEFAULT_MIN_RATE, value_parser = parse_size)]
+    min_rate: u64,
+
     /// Largest file accepted, in bytes or with a unit (64MiB, 2GB).
     /// Larger uploads are refused before their data is sent.
     #[arg(long, env = "BACKUP_MAX_FILE_SIZE", default_value = "4294967295", value_parser = parse_file_size)]
@@ -53,7 +64,8 @@ struct Args {
     quota: Option<u64>,
 
     /// Seconds a connection may stay silent (or leave our data unread)
-    /// before it is closed. Applies between bytes, not to whole transfers.
+    /// before it is closed: between bytes received, and between each 16 KiB
+    /// the client takes of what we send. Also the grace of --min-rate.
     #[arg(long, env = "BACKUP_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout: u64,
 
@@ -113,6 +125,7 @@ fn main() -> ExitCode {
     let config = ServerConfig {
         max_connections: args.max_connections as usize,
         max_connections_per_ip: args.max_connections_per_ip as usize,
+        min_rate: args.min_rate,
         max_file_size: args.max_file_size,
         quota: args.quota,
         idle_timeout: Duration::from_secs(args.idle_timeout),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use backup_core::dispatch::{Observer, Outcome};
 use backup_core::io::drain;
 use backup_core::wire::{MAX_FILE_SIZE, PROTOCOL_VERSION};
-use backup_core::{Config, Dispatcher, SessionEnd};
+use backup_core::{Config, Dispatcher, SessionEnd, TransportError};
 
 use crate::conn::Conn;
 use crate::fs_store::{FsStore, StoreOptions};
@@ -42,6 +42,15 @@ const WORKER_STACK: usize = 256 * 1024;
 /// all back up at the same moment.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 
+/// Default for [`ServerConfig::min_rate`], in bytes per second: Apache's
+/// `mod_reqtimeout` figure (500). It cuts trickles (a byte every few
+/// seconds) after the grace, and stays under the slowest peer this project
+/// serves, the firmware client behind a serial network module (9600 baud:
+/// 960 B/s). A higher floor would cost an attacker holding connections
+/// only proportionally more bandwidth, but would cut real slow links;
+/// servers with only fast clients can raise it.
+pub const DEFAULT_MIN_RATE: u64 = 512;
+
 /// What the server does, set from the command line.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -57,6 +66,10 @@ pub struct ServerConfig {
     /// Connections served at once from one address (an IPv6 /64 counts as
     /// one); more are refused with a 1003.
     pub max_connections_per_ip: usize,
+    /// Within a request, the time spent waiting on the peer may not exceed
+    /// the idle timeout plus the bytes moved divided by this (bytes per
+    /// second); 0 turns the limit off.
+    pub min_rate: u64,
     /// Largest file accepted.
     pub max_file_size: u32,
     /// Bytes each user may store.
@@ -77,6 +90,7 @@ impl ServerConfig {
             root,
             max_connections: 1024,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            min_rate: DEFAULT_MIN_RATE,
             max_file_size: MAX_FILE_SIZE,
             quota: None,
             idle_timeout: Duration::from_secs(60),
@@ -478,7 +492,7 @@ fn serve(
     config: &ServerConfig,
     busy: Arc<AtomicBool>,
 ) -> io::Result<()> {
-    let mut conn = Conn::new(stream, config.idle_timeout)?;
+    let mut conn = Conn::new(stream, config.idle_timeout)?.with_min_rate(busy.clone(), config.min_rate);
     let mut buf = vec![0u8; DISPATCH_BUF_LEN];
     let core_config =
         Config { max_file_size: config.max_file_size, version: PROTOCOL_VERSION, group_commit: true };
@@ -487,6 +501,9 @@ fn serve(
     let mut log = RequestLog { peer, busy, started: VecDeque::new() };
     let end = dispatcher.serve(&mut conn, &mut log);
     match &end {
+        SessionEnd::Transport(TransportError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
+            log::info!("{peer}: disconnected: {e}");
+        }
         SessionEnd::Transport(e) => log::debug!("{peer}: connection ended: {e}"),
         SessionEnd::Aborted(e) => log::warn!("{peer}: restore aborted: {e}"),
         SessionEnd::Internal => log::error!("{peer}: dispatcher invariant broken; connection closed"),
@@ -500,6 +517,8 @@ fn serve(
         drop(dispatcher);
         let drained = drain(&mut conn, &mut buf, DRAIN_LIMIT);
         log::debug!("{peer}: drained: {drained:?}");
+    } else if conn.send_timed_out() {
+        conn.reset();
     }
     Ok(())
 }

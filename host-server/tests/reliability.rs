@@ -305,10 +305,21 @@ fn long_two_hundred_fifty_six_clients_for_a_minute() {
 
 fn slow_clients(stalled: usize) {
     let dir = tempfile::tempdir().unwrap();
-    // All from 127.0.0.1, so the per-address limit is raised.
+    // All from 127.0.0.1, so the per-address limit is raised; and the
+    // byte-every-0.7 s clients below are what --min-rate cuts, so it is off:
+    // this test is about the idle timeout (tests/slow_clients.rs, the rate).
     let server = ChildServer::start(
         dir.path(),
-        &["--idle-timeout", "2", "--max-connections", "2048", "--max-connections-per-ip", "2048"],
+        &[
+            "--idle-timeout",
+            "2",
+            "--max-connections",
+            "2048",
+            "--max-connections-per-ip",
+            "2048",
+            "--min-rate",
+            "0",
+        ],
     );
     let idle: Vec<TcpStream> = (0..stalled)
         .map(|_| {
