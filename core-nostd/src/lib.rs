@@ -21,6 +21,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod block;
 pub mod client;
 pub mod codec;
 pub mod dispatch;
