@@ -82,7 +82,7 @@ impl BlockError {
     /// The reason sent in a 1003 response.
     pub const fn reason(self) -> &'static str {
         match self {
-            BlockError::CutShort => "request block cut short",
+            BlockError::CutShort => "request cut short",
             BlockError::NameLength { .. } => "name length must be 1 to 255 bytes",
             BlockError::Padding { .. } => {
                 "non-zero byte in block padding (name length does not match the name)"

@@ -26,6 +26,12 @@ struct Args {
     #[arg(long, env = "BACKUP_LISTEN", default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
 
+    /// Also listen here for clients using 1024-byte block framing (the
+    /// C++/Python File-Transfer-and_Backup project's): one request per
+    /// connection, served from the same store. Off unless given.
+    #[arg(long, env = "BACKUP_LISTEN_BLOCK", value_name = "ADDR:PORT")]
+    listen_block: Option<SocketAddr>,
+
     /// Folder to store files in; created (owner-only) if missing.
     #[arg(long, env = "BACKUP_ROOT", default_value = DEFAULT_ROOT)]
     root: PathBuf,
@@ -131,6 +137,7 @@ fn main() -> ExitCode {
         idle_timeout: Duration::from_secs(args.idle_timeout),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         durable: !args.unsafe_no_fsync,
+        listen_block: args.listen_block,
         ..ServerConfig::new(args.listen, args.root)
     };
     raise_fd_limit();
@@ -148,6 +155,9 @@ fn main() -> ExitCode {
     }
     let addr = server.local_addr().map_or_else(|_| args.listen.to_string(), |a| a.to_string());
     say(&format!("backup-server listening on {addr}, storing in {}", server.root().display()));
+    if let Some(block) = server.block_addr() {
+        say(&format!("backup-server listening for block-framed clients on {block}"));
+    }
     if args.unsafe_no_fsync {
         say("WARNING: --unsafe-no-fsync: acknowledged backups may be lost on power failure");
     }

@@ -16,10 +16,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use backup_core::block::{BlockEnd, BlockError, BlockServerConn};
 use backup_core::dispatch::{Observer, Outcome};
 use backup_core::io::drain;
-use backup_core::wire::{MAX_FILE_SIZE, PROTOCOL_VERSION};
+use backup_core::wire::{LEGACY_VERSION, MAX_FILE_SIZE, PROTOCOL_VERSION};
 use backup_core::{Config, Dispatcher, SessionEnd, TransportError};
+use rustix::event::{PollFd, PollFlags};
 
 use crate::conn::Conn;
 use crate::fs_store::{FsStore, StoreOptions};
@@ -56,6 +58,9 @@ pub const DEFAULT_MIN_RATE: u64 = 512;
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// A second address whose connections use the 1024-byte block framing
+    /// ([`backup_core::block`]): one request per connection. Off if `None`.
+    pub listen_block: Option<SocketAddr>,
     /// Storage root.
     pub root: PathBuf,
     /// Connections served at once, each on its own thread; more wait in the
@@ -87,6 +92,7 @@ impl ServerConfig {
     pub fn new(listen: SocketAddr, root: PathBuf) -> Self {
         ServerConfig {
             listen,
+            listen_block: None,
             root,
             max_connections: 1024,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -204,6 +210,7 @@ impl ShutdownHandle {
 /// A bound server, ready to run.
 pub struct Server {
     listener: TcpListener,
+    block_listener: Option<TcpListener>,
     store: FsStore,
     config: ServerConfig,
     shared: Arc<Shared>,
@@ -217,6 +224,17 @@ impl Server {
             FsStore::open(&config.root, StoreOptions { quota: config.quota, durable: config.durable })?;
         let listener = TcpListener::bind(config.listen)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen)))?;
+        let block_listener = match config.listen_block {
+            None => None,
+            Some(addr) => {
+                let block = TcpListener::bind(addr)
+                    .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+                // Both listeners are polled; an accept raced away must not block.
+                block.set_nonblocking(true)?;
+                listener.set_nonblocking(true)?;
+                Some(block)
+            }
+        };
         let mut wake = listener.local_addr()?;
         if wake.ip().is_unspecified() {
             wake.set_ip(match wake.ip() {
@@ -233,12 +251,46 @@ impl Server {
             next_id: AtomicU64::new(0),
             per_ip: Mutex::new(HashMap::new()),
         });
-        Ok(Server { listener, store, config, shared })
+        Ok(Server { listener, block_listener, store, config, shared })
     }
 
     /// The address actually bound (with the real port when asked for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The block-framing listener's address, if there is one.
+    pub fn block_addr(&self) -> Option<SocketAddr> {
+        self.block_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The next connection from either listener, and whether it is block-framed.
+    fn accept(&self) -> io::Result<(TcpStream, SocketAddr, bool)> {
+        let Some(block) = &self.block_listener else {
+            return self.listener.accept().map(|(stream, peer)| (stream, peer, false));
+        };
+        loop {
+            let mut fds = [PollFd::new(&self.listener, PollFlags::IN), PollFd::new(block, PollFlags::IN)];
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let ready = [fds[0].revents(), fds[1].revents()].map(|r| !r.is_empty());
+            for (listener, is_block, ready) in [(&self.listener, false, ready[0]), (block, true, ready[1])] {
+                if !ready {
+                    continue;
+                }
+                match listener.accept() {
+                    Ok((stream, peer)) => {
+                        // Accepted sockets start blocking on Linux; say so for every system.
+                        stream.set_nonblocking(false)?;
+                        return Ok((stream, peer, is_block));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
     }
 
     /// The storage root, absolute.
@@ -258,7 +310,7 @@ impl Server {
         let mut pool = Pool::new();
         let per_ip = self.config.max_connections_per_ip.max(1);
         while let Some(slot) = self.wait_for_slot() {
-            let (stream, peer) = match self.listener.accept() {
+            let (stream, peer, block) = match self.accept() {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     drop(slot);
@@ -297,7 +349,7 @@ impl Server {
             let shared = self.shared.clone();
             pool.run(
                 Box::new(move || {
-                    serve_connection(stream, peer, store, &config, &shared);
+                    serve_connection(stream, peer, block, store, &config, &shared);
                     drop(ticket);
                 }),
                 slot,
@@ -462,6 +514,7 @@ impl Observer for RequestLog {
 fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    block: bool,
     store: FsStore,
     config: &ServerConfig,
     shared: &Shared,
@@ -478,7 +531,12 @@ fn serve_connection(
         }
     }
     if !shared.stopping.load(Ordering::SeqCst) {
-        if let Err(e) = serve(stream, peer, store, config, busy) {
+        let served = if block {
+            serve_block(stream, peer, store, config, busy)
+        } else {
+            serve(stream, peer, store, config, busy)
+        };
+        if let Err(e) = served {
             log::warn!("{peer}: {e}");
         }
     }
@@ -520,5 +578,65 @@ fn serve(
     } else if conn.send_timed_out() {
         conn.reset();
     }
+    Ok(())
+}
+
+/// Serves one block-framed connection: one request, its response, close.
+/// The same store, limits and timeouts as [`serve`]; the block framing is
+/// translated by the core's [`BlockServerConn`].
+fn serve_block(
+    stream: TcpStream,
+    peer: SocketAddr,
+    store: FsStore,
+    config: &ServerConfig,
+    busy: Arc<AtomicBool>,
+) -> io::Result<()> {
+    let conn = Conn::new(stream, config.idle_timeout)?.with_min_rate(busy.clone(), config.min_rate);
+    let mut conn = BlockServerConn::new(conn);
+    let mut buf = vec![0u8; DISPATCH_BUF_LEN];
+    // Version 1: these clients expect the connection to close after the
+    // answer. No group commit: there is never a next request to wait for.
+    let core_config =
+        Config { max_file_size: config.max_file_size, version: LEGACY_VERSION, group_commit: false };
+    let mut dispatcher = Dispatcher::new(store, &mut buf, core_config)
+        .map_err(|_| io::Error::other("dispatch buffer too small"))?;
+    let mut log = RequestLog { peer, busy, started: VecDeque::new() };
+    let end = dispatcher.serve(&mut conn, &mut log);
+    drop(dispatcher);
+    // What the dispatcher never saw whole gets its 1003 here: a framing
+    // error, or a request cut short (the client may have only half-closed).
+    let refusal = match conn.framing_error() {
+        Some(e) => Some(e),
+        None if conn.request_end() == BlockEnd::CutShort
+            && !conn.answered()
+            && matches!(end, SessionEnd::Closed | SessionEnd::Truncated) =>
+        {
+            Some(BlockError::CutShort)
+        }
+        None => None,
+    };
+    if let Some(e) = refusal {
+        log::info!("{peer} block request refused: {e}");
+        if let Err(e) = conn.refuse(e.reason()) {
+            log::debug!("{peer}: the refusal could not be sent: {e}");
+        }
+    } else {
+        match &end {
+            SessionEnd::Transport(e) => log::info!("{peer}: disconnected: {e}"),
+            SessionEnd::Aborted(e) => log::warn!("{peer}: restore aborted: {e}"),
+            SessionEnd::Internal => log::error!("{peer}: dispatcher invariant broken; connection closed"),
+            other => log::debug!("{peer}: session ended: {other:?}"),
+        }
+    }
+    let conn = conn.inner_mut();
+    if conn.send_timed_out() {
+        return Ok(());
+    }
+    // One request per connection: the answer is out. Read what the client
+    // still sends (the padding of its last block) so closing sends no reset.
+    conn.shutdown_write();
+    conn.set_deadline(Instant::now() + DRAIN_TIME);
+    let drained = drain(conn, &mut buf, DRAIN_LIMIT);
+    log::debug!("{peer}: drained: {drained:?}");
     Ok(())
 }
