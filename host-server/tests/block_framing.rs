@@ -117,6 +117,8 @@ fn py_response(sock: &mut TcpStream) -> PyResponse {
     }
     if r.status == 211 || r.status == 210 {
         let data = recv(sock);
+        // Its real server sends nothing here for an empty restore; ours the size.
+        assert!(data.len() >= 4, "no size block");
         let size = le(&data, 0..4) as i64;
         let mut got = data.get(4..).unwrap_or(&[]).to_vec();
         let mut remaining = size - got.len() as i64;

@@ -227,3 +227,129 @@ fn restores_are_cut_in_1024_byte_writes_the_last_unpadded() {
         }
     }
 }
+
+/// Pushes a stream request through a request blocker; returns the blocks.
+fn block_request(stream: &[u8], split: usize) -> Vec<Vec<u8>> {
+    let mut b = RequestBlocker::new();
+    let mut blocks = Vec::new();
+    for part in [&stream[..split], &stream[split..]] {
+        let mut at = 0;
+        while at < part.len() {
+            at += b.push(&part[at..]).unwrap();
+            while let Some(block) = b.ready() {
+                blocks.push(block.to_vec());
+                b.sent();
+            }
+        }
+    }
+    assert!(b.is_complete());
+    blocks
+}
+
+#[test]
+fn our_requests_become_blocks_its_server_reads_exactly() {
+    let le_block = |op: u8| {
+        let mut b = request_block(op, b"a.bin", false);
+        b[4] = 2;
+        b
+    };
+    for op in [200u8, 201] {
+        let stream = [&[0x2a, 0, 0, 0, 2, op, 5, 0][..], b"a.bin"].concat();
+        for split in 0..=stream.len() {
+            assert_eq!(block_request(&stream, split), [le_block(op)], "op {op} split {split}");
+        }
+    }
+    let list = [0x2a, 0, 0, 0, 2, 0xca];
+    let mut list_block = request_block(202, b"", true);
+    list_block[4] = 2;
+    for split in 0..=list.len() {
+        assert_eq!(block_request(&list, split), [list_block.clone()]);
+    }
+    for size in [0usize, 1, 1019, 1020, 1021, 1024, 2044, 2045] {
+        let data: Vec<u8> = (0..size).map(|i| (i % 13) as u8 + 1).collect();
+        let stream =
+            [&[0x2a, 0, 0, 0, 2, 100, 5, 0][..], b"a.bin", &(size as u32).to_le_bytes(), &data].concat();
+        let part = [&(size as u32).to_le_bytes()[..], &data].concat();
+        let mut expected = std::vec![le_block(100)];
+        let mut first = std::vec![0u8; BLOCK_LEN];
+        let n = part.len().min(BLOCK_LEN);
+        first[..n].copy_from_slice(&part[..n]);
+        expected.push(first);
+        expected.extend(part[n..].chunks(BLOCK_LEN).map(<[u8]>::to_vec));
+        let splits: Vec<usize> =
+            if size <= 1 { (0..=stream.len()).collect() } else { std::vec![0, 7, 13, 14, 17, stream.len()] };
+        for split in splits {
+            assert_eq!(block_request(&stream, split), expected, "size {size} split {split}");
+        }
+    }
+}
+
+fn unblock_response(input: &[u8], split: usize, eof: bool) -> Result<Vec<u8>, BlockError> {
+    let mut u = ResponseUnblocker::new();
+    let mut out = Vec::new();
+    for part in [&input[..split], &input[split..]] {
+        let mut at = 0;
+        loop {
+            let mut window = [0u8; 5];
+            let (used, made) = u.feed(&part[at..], &mut window)?;
+            at += used;
+            out.extend_from_slice(&window[..made]);
+            if used == 0 && made == 0 {
+                break;
+            }
+        }
+    }
+    if eof && u.input_ended() == BlockEnd::Complete {
+        loop {
+            let mut window = [0u8; 5];
+            let (_, made) = u.feed(&[], &mut window)?;
+            if made == 0 {
+                break;
+            }
+            out.extend_from_slice(&window[..made]);
+        }
+    }
+    assert!(u.is_complete(), "incomplete: {out:?}");
+    Ok(out)
+}
+
+#[test]
+fn its_server_responses_become_version_1_stream_responses() {
+    let named = |status: u16| {
+        let s = status.to_le_bytes();
+        header_block(&[&[1, s[0], s[1], 5, 0][..], b"a.bin"].concat())
+    };
+    // 212 and 1001: the header block alone, then its server closes.
+    for status in [212u16, 1001] {
+        let s = status.to_le_bytes();
+        let expected = [&[1, s[0], s[1], 5, 0][..], b"a.bin", &[0, 0, 0, 0]].concat();
+        for split in 0..=BLOCK_LEN {
+            assert_eq!(unblock_response(&named(status), split, false).unwrap(), expected);
+        }
+    }
+    // 1002 and a 1003 without a reason: version and status alone.
+    for (block, expected) in [
+        (header_block(&[1, 0xea, 3]), std::vec![1, 0xea, 3, 0, 0, 0, 0, 0, 0]),
+        (header_block(&[1, 0xeb, 3]), std::vec![1, 0xeb, 3, 0, 0, 0, 0, 0, 0]),
+    ] {
+        assert_eq!(unblock_response(&block, 500, true).unwrap(), expected);
+    }
+    // An empty restore from its server: no size block at all.
+    let expected = [&[1, 0xd2, 0, 5, 0][..], b"a.bin", &[0, 0, 0, 0]].concat();
+    assert_eq!(unblock_response(&named(210), 3, true).unwrap(), expected);
+    // A restore padded to 1024 and followed by a spare zero block.
+    let mut first = std::vec![0u8; BLOCK_LEN];
+    first[..7].copy_from_slice(&[3, 0, 0, 0, b'a', b'b', b'c']);
+    let input = [named(210), first, std::vec![0u8; BLOCK_LEN]].concat();
+    let expected = [&[1, 0xd2, 0, 5, 0][..], b"a.bin", &[3, 0, 0, 0], b"abc"].concat();
+    for split in 0..=BLOCK_LEN + 8 {
+        assert_eq!(unblock_response(&input, split, false).unwrap(), expected, "split {split}");
+    }
+    // A list, and ours answering with version 2 still reads as version 1.
+    let mut list = header_block(&[2, 0xd3, 0]);
+    list.extend_from_slice(&[2, 0, 0, 0, b'b', b'\n']);
+    assert_eq!(unblock_response(&list, 1024, false).unwrap(), [1, 0xd3, 0, 0, 0, 2, 0, 0, 0, b'b', b'\n']);
+    let mut bad = named(212);
+    bad[3..5].copy_from_slice(&[0, 1]);
+    assert_eq!(unblock_response(&bad, 0, false).unwrap_err(), BlockError::ResponseNameLength(256));
+}
