@@ -4,6 +4,8 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
+use crate::framing::Framing;
+
 /// Used when nothing says otherwise: where `backup-server` listens by default.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:7373";
 
@@ -16,19 +18,23 @@ pub struct ServerAddress {
     pub text: String,
     pub addrs: Vec<SocketAddr>,
     pub source: String,
+    /// The framing `server.info` names after the address (`block` or
+    /// `stream`), if it names one.
+    pub framing: Option<Framing>,
 }
 
 /// Finds and resolves the server address.
 pub fn resolve(flag: Option<&str>, cwd: &Path, exe_dir: Option<&Path>) -> Result<ServerAddress, String> {
-    let (text, source) = match flag {
-        Some(text) => (text.trim().to_string(), "--server".to_string()),
+    let (text, source, framing) = match flag {
+        Some(text) => (text.trim().to_string(), "--server".to_string(), None),
         None => match find_server_info(cwd, exe_dir)? {
             Some(path) => {
                 let content = std::fs::read_to_string(&path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                (parse_server_info(&content, &path)?, path.display().to_string())
+                let framing = server_info_framing(&content);
+                (parse_server_info(&content, &path)?, path.display().to_string(), framing)
             }
-            None => (DEFAULT_SERVER.to_string(), "the default".to_string()),
+            None => (DEFAULT_SERVER.to_string(), "the default".to_string(), None),
         },
     };
     let addrs: Vec<SocketAddr> = text
@@ -38,7 +44,7 @@ pub fn resolve(flag: Option<&str>, cwd: &Path, exe_dir: Option<&Path>) -> Result
     if addrs.is_empty() {
         return Err(format!("server address {text:?} (from {source}) resolves to nothing"));
     }
-    Ok(ServerAddress { text, addrs, source })
+    Ok(ServerAddress { text, addrs, source, framing })
 }
 
 /// The first `server.info` there is. One that exists but is not a regular
@@ -84,14 +90,35 @@ pub fn require_regular_file(path: &Path) -> Result<(), String> {
     Err(format!("{} is {what}, not a text file; replace it with a regular file", path.display()))
 }
 
-/// Reads `IP:port` or `IP port` from the first non-blank line.
-pub fn parse_server_info(content: &str, path: &Path) -> Result<String, String> {
+/// The first non-blank line of a `server.info`.
+fn first_line(content: &str) -> &str {
     // Editors on Windows start UTF-8 files with a byte order mark.
     let content = content.strip_prefix('\u{feff}').unwrap_or(content);
-    let line = content.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    content.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
+}
+
+/// The word after the address that names the framing: `127.0.0.1:1234
+/// block`. The project whose server uses blocks reads its `server.info` by
+/// fixed columns (`info[:9]`, `info[10:14]`), so the word does not disturb it.
+pub fn server_info_framing(content: &str) -> Option<Framing> {
+    match first_line(content).split_whitespace().last()? {
+        "block" => Some(Framing::Block),
+        "stream" => Some(Framing::Stream),
+        _ => None,
+    }
+}
+
+/// Reads `IP:port` or `IP port` from the first non-blank line, and an
+/// optional framing word after it.
+pub fn parse_server_info(content: &str, path: &Path) -> Result<String, String> {
+    let line = first_line(content);
+    let address = match server_info_framing(content) {
+        Some(_) => line.rsplit_once(char::is_whitespace).map_or(line, |(address, _)| address.trim_end()),
+        None => line,
+    };
     let expected = "expected one line of the form IP:port or IP port, for example 127.0.0.1:7373";
     let bad = || format!("{}: cannot read the server address from {line:?}; {expected}", path.display());
-    let mut words = line.split_whitespace();
+    let mut words = address.split_whitespace();
     let text = match (words.next(), words.next(), words.next()) {
         (Some(host), Some(port), None) => {
             port.parse::<u16>().map_err(|_| bad())?;
@@ -126,6 +153,15 @@ mod tests {
         assert_eq!(parse("\n[::1]:7373").unwrap(), "[::1]:7373");
         assert_eq!(parse("::1 7373").unwrap(), "[::1]:7373");
         assert_eq!(parse("backup.example 7373").unwrap(), "backup.example:7373");
+    }
+
+    #[test]
+    fn a_framing_word_may_follow_the_address() {
+        assert_eq!(parse("127.0.0.1:1234 block\n").unwrap(), "127.0.0.1:1234");
+        assert_eq!(parse("10.0.0.2 9000 block").unwrap(), "10.0.0.2:9000");
+        assert_eq!(server_info_framing("127.0.0.1:1234 block\n"), Some(Framing::Block));
+        assert_eq!(server_info_framing("127.0.0.1 1234 stream"), Some(Framing::Stream));
+        assert_eq!(server_info_framing("127.0.0.1:1234"), None);
     }
 
     #[test]

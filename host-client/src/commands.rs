@@ -8,9 +8,9 @@ use write_behind::WriteBehind;
 
 use crate::failure::{Context, Failure};
 use crate::finisher::{self, Finisher, Placement, Restored};
+use crate::framing::FramedConnector;
 use crate::progress::{Mode, Progress, ProgressReader, ProgressWriter};
 use crate::source::Snapshot;
-use crate::transport::TcpConnector;
 
 /// A line on stdout. Output piped into a program that stops reading
 /// (`backup-client list | head -1`) must not crash the client, so write
@@ -28,7 +28,7 @@ macro_rules! out {
 
 /// What every command needs.
 pub struct Session<'b> {
-    pub client: Client<'b, TcpConnector>,
+    pub client: Client<'b, FramedConnector>,
     pub server: String,
     pub user: u32,
     pub timeout_secs: u64,

@@ -6,6 +6,7 @@ pub mod backup_info;
 pub mod commands;
 pub mod failure;
 pub mod finisher;
+pub mod framing;
 pub mod identity;
 pub mod progress;
 pub mod restore_temp;

@@ -8,6 +8,7 @@ use backup_client::address;
 use backup_client::commands::{self, Prepared, Session};
 use backup_client::failure::Failure;
 use backup_client::finisher::Placement;
+use backup_client::framing::{FramedConnector, Framing};
 use backup_client::identity;
 use backup_client::progress::Mode;
 use backup_client::transport::TcpConnector;
@@ -51,6 +52,13 @@ struct Cli {
     /// trickles (moves less than 64 KiB per SECS of waiting).
     #[arg(long, global = true, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
+
+    /// How the server frames messages: `block` for servers that use
+    /// 1024-byte blocks and one request per connection (the C++
+    /// File-Transfer-and_Backup project's). Default: what server.info says
+    /// after the address (`IP:port block`), else stream.
+    #[arg(long, global = true, env = "BACKUP_FRAMING", value_enum)]
+    framing: Option<Framing>,
 
     /// Print nothing but errors and requested output.
     #[arg(long, short, global = true)]
@@ -173,7 +181,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let exe = std::env::current_exe().ok();
     let server = address::resolve(cli.server.as_deref(), &cwd, exe.as_deref().and_then(|e| e.parent()))
         .map_err(Failure::local)?;
-    let connector = TcpConnector { addrs: server.addrs.clone(), timeout: Duration::from_secs(cli.timeout) };
+    let tcp = TcpConnector { addrs: server.addrs.clone(), timeout: Duration::from_secs(cli.timeout) };
+    let framing = cli.framing.or(server.framing).unwrap_or_default();
+    let connector = FramedConnector { tcp, framing };
     let mut buf = vec![0u8; BUFFER_LEN];
     let client = Client::new(connector, user, &mut buf).map_err(|_| Failure::local("buffer too small"))?;
     let mut session = Session {
