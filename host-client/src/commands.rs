@@ -345,6 +345,13 @@ fn restore_target(name: &str, output: Option<&Path>, force: bool) -> Result<Path
         Some(path) if path.is_dir() => path.join(name),
         Some(path) => path.to_path_buf(),
     };
+    if target.file_name().and_then(|n| n.to_str()).is_some_and(crate::restore_temp::is_temporary_name) {
+        return Err(Failure::local(format!(
+            "cannot restore {name:?} to {}: a file of that name would be taken for one an interrupted \
+             restore left, and removed by a later restore there; give it another name with -o",
+            target.display()
+        )));
+    }
     if !force && std::fs::symlink_metadata(&target).is_ok() {
         return Err(Failure::local(format!(
             "{} already exists; pass --force to replace it, or -o to restore elsewhere",
