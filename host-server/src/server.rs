@@ -331,10 +331,13 @@ impl Server {
     /// Ends idle connections at once and busy ones after the grace time,
     /// then waits for their workers.
     fn finish_connections(&self) {
-        let deadline = Instant::now() + self.config.shutdown_grace;
+        // `None`: a grace (or idle timeout) too long for the clock to
+        // represent, which is no limit, not an overflow panic.
+        let deadline = Instant::now().checked_add(self.config.shutdown_grace);
+        let give_up = deadline.and_then(|d| d.checked_add(self.config.idle_timeout));
         let mut active = self.shared.active();
         while *active > 0 {
-            let expired = Instant::now() >= deadline;
+            let expired = deadline.is_some_and(|d| Instant::now() >= d);
             for entry in self.shared.conns().values() {
                 if expired {
                     let _ = entry.stream.shutdown(Shutdown::Both);
@@ -345,7 +348,7 @@ impl Server {
                     let _ = entry.stream.shutdown(Shutdown::Read);
                 }
             }
-            if expired && Instant::now() >= deadline + self.config.idle_timeout {
+            if give_up.is_some_and(|g| Instant::now() >= g) {
                 log::warn!("{} connections did not close; exiting anyway", *active);
                 return;
             }

@@ -130,3 +130,20 @@ fn a_bad_flag_value_exits_non_zero_with_a_message() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("4294967295"), "says the limit: {err}");
 }
+
+/// `--shutdown-grace` and `--idle-timeout` take any number of seconds, so
+/// "forever" may be spelled as the largest: the shutdown's deadline must not
+/// overflow the clock (it panicked the accept loop: `Instant + Duration`).
+#[test]
+fn a_shutdown_grace_and_idle_timeout_beyond_the_clock_mean_no_limit_and_the_server_still_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.shutdown_grace = Duration::from_secs(u64::MAX);
+        c.idle_timeout = Duration::from_secs(u64::MAX);
+    });
+    let mut idle = PlainClient::new(&server, 24);
+    assert_eq!(idle.call(LIST, b"", None).status, 1002);
+    // Stopping ends the idle connection at once and returns (no panic).
+    server.stop();
+    assert_eq!(idle.stream.read(&mut [0; 1]).unwrap(), 0, "closed by the shutdown");
+}
