@@ -166,7 +166,18 @@ pub fn prepare_run(info: &Path, force: bool) -> Result<Prepared, Failure> {
     let planned: Vec<Planned> = paths.iter().map(|p| plan(p, None)).collect::<Result<_, _>>()?;
     refuse_duplicate_names(&planned, &format!(" (both listed in {})", info.display()))?;
     if let Some(first) = planned.first() {
-        restore_target(&first.name, Some(Path::new(RUN_RESTORE_AS)), force)?;
+        // The restore goes to the file ./tmp itself, never into a folder
+        // of that name (which restore_target would look inside), and no
+        // file replaces a folder, even with --force.
+        let tmp = Path::new(RUN_RESTORE_AS);
+        if tmp.is_dir() {
+            return Err(Failure::local(format!(
+                "{RUN_RESTORE_AS} is a folder, and run restores {} as the file {RUN_RESTORE_AS}; \
+                 move the folder away, or run from another folder",
+                first.name
+            )));
+        }
+        restore_target(&first.name, Some(tmp), force)?;
     }
     Ok(Prepared::Run { planned, force })
 }

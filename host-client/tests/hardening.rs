@@ -588,3 +588,25 @@ fn a_restore_never_creates_a_file_that_a_later_restore_would_remove_as_its_lefto
     assert!(!planted.exists(), "a file of that name is taken for a leftover, as documented");
     assert_eq!(std::fs::read(work.path("out/kept.bin")).unwrap(), b"a file of the user's");
 }
+
+/// `run` restores its first file as the file `./tmp`. A folder there passed
+/// the checks made before anything is sent (they looked for `tmp/NAME`),
+/// and the session failed at its restore step, after its backups, with
+/// "tmp: File exists"; with `--force` too, as no file replaces a folder.
+#[test]
+fn run_refuses_a_tmp_folder_before_anything_is_sent() {
+    let server = RealServer::start(|_| {});
+    let work = Workdir::new();
+    let addr = server.addr.to_string();
+    work.write("a.txt", b"first file");
+    work.write("backup.info", b"a.txt\n");
+    std::fs::create_dir(work.path("tmp")).unwrap();
+    for force in [&[][..], &["--force"][..]] {
+        let out = work.client(&[&["--server", addr.as_str(), "--user", "16", "run"][..], force].concat());
+        assert_exit(&out, 1);
+        assert!(stderr(&out).contains("tmp is a folder"), "{}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "no step ran: {}", stdout(&out));
+    }
+    let listed = work.client(&["--server", addr.as_str(), "--user", "16", "list"]);
+    assert_exit(&listed, 4);
+}
