@@ -373,25 +373,36 @@ impl<'b, S: Store> Dispatcher<'b, S> {
         self.acks.flush(&mut self.store, conn, observer)
     }
 
+    /// Sends held 212s if the next read would wait for the peer.
+    fn settle_before_waiting<C: Read + ReadReady + Write, O: Observer + ?Sized>(
+        &mut self,
+        conn: &mut C,
+        observer: &mut O,
+    ) -> Result<(), TransportError<C::Error>> {
+        if self.acks.count > 0 && !matches!(conn.read_ready(), Ok(true)) {
+            self.settle(conn, observer)?;
+        }
+        Ok(())
+    }
+
     /// Serves one request; `Some` when the session is over.
     fn serve_one<C, O>(&mut self, conn: &mut C, observer: &mut O) -> Option<SessionEnd<C::Error>>
     where
         C: Read + ReadReady + SendFile<S::Reader>,
         O: Observer + ?Sized,
     {
-        // Hold 212s only while the client has more for us: before waiting
-        // for input, make them durable and send them.
-        if self.acks.count > 0 && !matches!(conn.read_ready(), Ok(true)) {
-            if let Err(e) = self.settle(conn, observer) {
-                return Some(SessionEnd::Transport(e));
-            }
-        }
         self.decoder.reset();
         let mut started = false;
         loop {
             let want = self.decoder.needed().min(self.buf.len());
             if want == 0 {
                 break;
+            }
+            // Hold 212s only while the client has more for us: before
+            // waiting for input, make them durable and send them. Before
+            // every read, not only the first: a request can arrive in pieces.
+            if let Err(e) = self.settle_before_waiting(conn, observer) {
+                return Some(SessionEnd::Transport(e));
             }
             let Some(window) = self.buf.get_mut(..want) else { return Some(SessionEnd::Internal) };
             let n = match conn.read(window) {
@@ -477,7 +488,7 @@ impl<'b, S: Store> Dispatcher<'b, S> {
         });
     }
 
-    fn backup<C: Read + Write, O: Observer + ?Sized>(
+    fn backup<C: Read + ReadReady + Write, O: Observer + ?Sized>(
         &mut self,
         conn: &mut C,
         observer: &mut O,
@@ -492,6 +503,11 @@ impl<'b, S: Store> Dispatcher<'b, S> {
         };
         let mut received: u64 = 0;
         while !self.decoder.is_complete() {
+            // Earlier backups' 212s do not wait for this payload to trickle in.
+            if let Err(e) = self.settle_before_waiting(conn, observer) {
+                self.store.abort_upload(upload);
+                return Done::cut(None, received, "connection failed mid-upload", SessionEnd::Transport(e));
+            }
             let want = self.decoder.needed().min(self.buf.len());
             let Some(window) = self.buf.get_mut(..want) else { break };
             let n = match conn.read(window) {

@@ -166,7 +166,18 @@ pub fn prepare_run(info: &Path, force: bool) -> Result<Prepared, Failure> {
     let planned: Vec<Planned> = paths.iter().map(|p| plan(p, None)).collect::<Result<_, _>>()?;
     refuse_duplicate_names(&planned, &format!(" (both listed in {})", info.display()))?;
     if let Some(first) = planned.first() {
-        restore_target(&first.name, Some(Path::new(RUN_RESTORE_AS)), force)?;
+        // The restore goes to the file ./tmp itself, never into a folder
+        // of that name (which restore_target would look inside), and no
+        // file replaces a folder, even with --force.
+        let tmp = Path::new(RUN_RESTORE_AS);
+        if tmp.is_dir() {
+            return Err(Failure::local(format!(
+                "{RUN_RESTORE_AS} is a folder, and run restores {} as the file {RUN_RESTORE_AS}; \
+                 move the folder away, or run from another folder",
+                first.name
+            )));
+        }
+        restore_target(&first.name, Some(tmp), force)?;
     }
     Ok(Prepared::Run { planned, force })
 }
@@ -345,6 +356,13 @@ fn restore_target(name: &str, output: Option<&Path>, force: bool) -> Result<Path
         Some(path) if path.is_dir() => path.join(name),
         Some(path) => path.to_path_buf(),
     };
+    if target.file_name().and_then(|n| n.to_str()).is_some_and(crate::restore_temp::is_temporary_name) {
+        return Err(Failure::local(format!(
+            "cannot restore {name:?} to {}: a file of that name would be taken for one an interrupted \
+             restore left, and removed by a later restore there; give it another name with -o",
+            target.display()
+        )));
+    }
     if !force && std::fs::symlink_metadata(&target).is_ok() {
         return Err(Failure::local(format!(
             "{} already exists; pass --force to replace it, or -o to restore elsewhere",

@@ -56,6 +56,13 @@ pub fn remove_stale(dir: &Path) -> Vec<PathBuf> {
     removed
 }
 
+/// Whether `name` looks like one of our temporary names: a file so named
+/// is removed by a restore into its folder once it is old and the pid in
+/// its name is gone, so a restore must never create one.
+pub fn is_temporary_name(name: &str) -> bool {
+    owner(name).is_some()
+}
+
 /// The pid in one of our temporary names, if `name` is one.
 fn owner(name: &str) -> Option<u32> {
     let rest = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;

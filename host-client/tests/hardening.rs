@@ -551,3 +551,62 @@ fn a_file_that_grows_during_its_upload_is_never_sent_whole() {
     assert_eq!(size, SIZE, "the size announced is the planned one");
     assert!(payload < SIZE, "the payload stopped short, so no server can store it: {payload} of {size}");
 }
+
+/// A restored file named like one of our temporaries (`.backup-restore-<pid>-XXXXXX.tmp`)
+/// would be taken, once five minutes old and its "pid" gone, for what an
+/// interrupted restore left, and removed by the next restore into that
+/// folder: the client deleting a file it had restored. So a restore never
+/// creates a file of such a name; `-o` gives it another.
+#[test]
+fn a_restore_never_creates_a_file_that_a_later_restore_would_remove_as_its_leftover() {
+    let server = RealServer::start(|_| {});
+    let work = Workdir::new();
+    let addr = server.addr.to_string();
+    let s = ["--server", addr.as_str(), "--user", "15"];
+    // No process has this pid (Linux pids stop at 4194304).
+    let lookalike = ".backup-restore-999999999-abcdef.tmp";
+    work.write(lookalike, b"a file of the user's");
+    work.write("other.txt", b"other");
+    assert_exit(&work.client(&[&s[..], &["backup", lookalike, "other.txt"]].concat()), 0);
+    std::fs::create_dir(work.path("out")).unwrap();
+
+    let out = work.client(&[&s[..], &["restore", lookalike, "-o", "out"]].concat());
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains(lookalike) && err.contains("-o"), "says why and what to do instead: {err}");
+    assert!(temp_files(&work.path("out")).is_empty(), "nothing written");
+    let out = work.client(&[&s[..], &["restore", lookalike, "-o", "out/kept.bin"]].concat());
+    assert_exit(&out, 0);
+    assert_eq!(std::fs::read(work.path("out/kept.bin")).unwrap(), b"a file of the user's");
+    let out = work.client(&[&s[..], &["restore", "other.txt", lookalike, "-o", "out"]].concat());
+    assert_exit(&out, 1);
+
+    // What it prevents: such a file, old, is removed by the next restore.
+    let planted = work.write(&format!("out/{lookalike}"), b"planted by hand");
+    age(&planted, Duration::from_secs(600));
+    assert_exit(&work.client(&[&s[..], &["restore", "other.txt", "-o", "out"]].concat()), 0);
+    assert!(!planted.exists(), "a file of that name is taken for a leftover, as documented");
+    assert_eq!(std::fs::read(work.path("out/kept.bin")).unwrap(), b"a file of the user's");
+}
+
+/// `run` restores its first file as the file `./tmp`. A folder there passed
+/// the checks made before anything is sent (they looked for `tmp/NAME`),
+/// and the session failed at its restore step, after its backups, with
+/// "tmp: File exists"; with `--force` too, as no file replaces a folder.
+#[test]
+fn run_refuses_a_tmp_folder_before_anything_is_sent() {
+    let server = RealServer::start(|_| {});
+    let work = Workdir::new();
+    let addr = server.addr.to_string();
+    work.write("a.txt", b"first file");
+    work.write("backup.info", b"a.txt\n");
+    std::fs::create_dir(work.path("tmp")).unwrap();
+    for force in [&[][..], &["--force"][..]] {
+        let out = work.client(&[&["--server", addr.as_str(), "--user", "16", "run"][..], force].concat());
+        assert_exit(&out, 1);
+        assert!(stderr(&out).contains("tmp is a folder"), "{}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "no step ran: {}", stdout(&out));
+    }
+    let listed = work.client(&["--server", addr.as_str(), "--user", "16", "list"]);
+    assert_exit(&listed, 4);
+}

@@ -214,11 +214,16 @@ pub struct Server {
     store: FsStore,
     config: ServerConfig,
     shared: Arc<Shared>,
+    /// Started by `bind`, so that a bound server has every thread it needs
+    /// before it says it is listening (and a test counting its threads
+    /// counts this one too).
+    linger: Linger,
 }
 
 impl Server {
-    /// Opens the storage root (removing temporary files left by a crash) and
-    /// binds the listening socket.
+    /// Opens the storage root (removing temporary files left by a crash),
+    /// binds the listening socket, and starts the thread that closes
+    /// refused connections.
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
         let store =
             FsStore::open(&config.root, StoreOptions { quota: config.quota, durable: config.durable })?;
@@ -251,7 +256,8 @@ impl Server {
             next_id: AtomicU64::new(0),
             per_ip: Mutex::new(HashMap::new()),
         });
-        Ok(Server { listener, block_listener, store, config, shared })
+        let linger = Linger::start()?;
+        Ok(Server { listener, block_listener, store, config, shared, linger })
     }
 
     /// The address actually bound (with the real port when asked for port 0).
@@ -303,10 +309,9 @@ impl Server {
         ShutdownHandle { shared: self.shared.clone() }
     }
 
-    /// Serves until shut down. Fails only at start, if the thread that
-    /// closes refused connections cannot be started.
+    /// Serves until shut down.
     pub fn run(self) -> io::Result<()> {
-        let linger = Linger::start()?;
+        let linger = &self.linger;
         let mut pool = Pool::new();
         let per_ip = self.config.max_connections_per_ip.max(1);
         while let Some(slot) = self.wait_for_slot() {
@@ -332,7 +337,7 @@ impl Server {
                     "too many connections from your address (the limit is {per_ip}); \
                      close one, then try again"
                 );
-                refuse(&linger, stream, peer, &reason);
+                refuse(linger, stream, peer, &reason);
                 continue;
             };
             if let Err(e) = pool.reserve() {
@@ -341,7 +346,7 @@ impl Server {
                      serving the others. Raise the task limit (ulimit -u, systemd TasksMax, the \
                      cgroup's pids.max) or lower --max-connections"
                 );
-                refuse(&linger, stream, peer, "the server is out of threads; try again later");
+                refuse(linger, stream, peer, "the server is out of threads; try again later");
                 continue;
             }
             let store = self.store.clone();
@@ -358,7 +363,6 @@ impl Server {
         log::info!("shutting down: no new connections");
         self.finish_connections();
         drop(pool);
-        drop(linger);
         Ok(())
     }
 
@@ -379,10 +383,13 @@ impl Server {
     /// Ends idle connections at once and busy ones after the grace time,
     /// then waits for their workers.
     fn finish_connections(&self) {
-        let deadline = Instant::now() + self.config.shutdown_grace;
+        // `None`: a grace (or idle timeout) too long for the clock to
+        // represent, which is no limit, not an overflow panic.
+        let deadline = Instant::now().checked_add(self.config.shutdown_grace);
+        let give_up = deadline.and_then(|d| d.checked_add(self.config.idle_timeout));
         let mut active = self.shared.active();
         while *active > 0 {
-            let expired = Instant::now() >= deadline;
+            let expired = deadline.is_some_and(|d| Instant::now() >= d);
             for entry in self.shared.conns().values() {
                 if expired {
                     let _ = entry.stream.shutdown(Shutdown::Both);
@@ -393,7 +400,7 @@ impl Server {
                     let _ = entry.stream.shutdown(Shutdown::Read);
                 }
             }
-            if expired && Instant::now() >= deadline + self.config.idle_timeout {
+            if give_up.is_some_and(|g| Instant::now() >= g) {
                 log::warn!("{} connections did not close; exiting anyway", *active);
                 return;
             }

@@ -130,3 +130,48 @@ fn a_bad_flag_value_exits_non_zero_with_a_message() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("4294967295"), "says the limit: {err}");
 }
+
+/// `--shutdown-grace` and `--idle-timeout` take any number of seconds, so
+/// "forever" may be spelled as the largest: the shutdown's deadline must not
+/// overflow the clock (it panicked the accept loop: `Instant + Duration`).
+#[test]
+fn a_shutdown_grace_and_idle_timeout_beyond_the_clock_mean_no_limit_and_the_server_still_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| {
+        c.shutdown_grace = Duration::from_secs(u64::MAX);
+        c.idle_timeout = Duration::from_secs(u64::MAX);
+    });
+    let mut idle = PlainClient::new(&server, 24);
+    assert_eq!(idle.call(LIST, b"", None).status, 1002);
+    // Stopping ends the idle connection at once and returns (no panic).
+    server.stop();
+    assert_eq!(idle.stream.read(&mut [0; 1]).unwrap(), 0, "closed by the shutdown");
+}
+
+/// Group commit holds a backup's 212 while the client has more for us, and
+/// must send it before waiting for more input. A next request that arrives
+/// in pieces was waited for with the 212 held (and the backup not even in
+/// place) until it completed or the idle timeout cut the connection: while
+/// a slow link delivered the next header, or the whole of the next payload.
+#[test]
+fn a_held_212_goes_out_when_the_next_request_stalls_in_its_header_or_its_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.idle_timeout = Duration::from_secs(20));
+    let mut c = PlainClient::new(&server, 25);
+    c.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let b = request(25, BACKUP, b"b", Some(&[2; 1000]));
+    let d = request(25, BACKUP, b"d", Some(&[4; 1000]));
+
+    // a, then the first bytes of b's header, and nothing more for now.
+    c.stream.write_all(&[&request(25, BACKUP, b"a", Some(b"abc"))[..], &b[..7]].concat()).unwrap();
+    let reply = read_reply(&mut c.stream).expect("212 for a while b's header is incomplete");
+    assert_eq!((reply.status, reply.name.as_slice()), (212, &b"a"[..]));
+    assert_eq!(std::fs::read(server.root.join("25/a")).unwrap(), b"abc");
+
+    // The rest of b, then d's header and half its payload.
+    c.stream.write_all(&[&b[7..], &d[..d.len() / 2]].concat()).unwrap();
+    let reply = read_reply(&mut c.stream).expect("212 for b while d's payload is incomplete");
+    assert_eq!((reply.status, reply.name.as_slice()), (212, &b"b"[..]));
+    c.stream.write_all(&d[d.len() / 2..]).unwrap();
+    assert_eq!(read_reply(&mut c.stream).unwrap().status, 212);
+}
