@@ -27,6 +27,7 @@ pub mod dispatch;
 pub mod error;
 pub mod io;
 pub mod ram_store;
+pub mod session;
 pub mod store;
 pub mod wire;
 

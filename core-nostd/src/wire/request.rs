@@ -1,7 +1,7 @@
 //! Request headers: a typed view over bytes and the parsed [`Request`].
 
 use super::bytes::{name_slice, put, u16_at, u32_at};
-use super::{BufferTooSmall, MAX_NAME_LEN, Op, REQUEST_PREFIX_LEN, field, validate_name};
+use super::{BufferTooSmall, MAX_NAME_LEN, Op, PROTOCOL_VERSION, REQUEST_PREFIX_LEN, field, validate_name};
 use crate::error::ProtocolError;
 
 /// A read-only view of a request header held in a byte buffer.
@@ -101,6 +101,26 @@ pub struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
+    /// A backup of `size` bytes as `name`, in the version this side speaks.
+    pub const fn backup(user_id: u32, name: &'a str, size: u32) -> Self {
+        Request { user_id, version: PROTOCOL_VERSION, op: Op::Backup, name, size }
+    }
+
+    /// A restore of `name`.
+    pub const fn restore(user_id: u32, name: &'a str) -> Self {
+        Request { user_id, version: PROTOCOL_VERSION, op: Op::Restore, name, size: 0 }
+    }
+
+    /// A delete of `name`.
+    pub const fn delete(user_id: u32, name: &'a str) -> Self {
+        Request { user_id, version: PROTOCOL_VERSION, op: Op::Delete, name, size: 0 }
+    }
+
+    /// A list of the user's names.
+    pub const fn list(user_id: u32) -> Self {
+        Request { user_id, version: PROTOCOL_VERSION, op: Op::List, name: "", size: 0 }
+    }
+
     /// Parses and validates a complete header. Op 0 and other unknown ops,
     /// version 0, a `name_len` of 0 or over 255 and bad names are errors.
     pub fn parse(bytes: &'a [u8]) -> Result<Request<'a>, ProtocolError> {
