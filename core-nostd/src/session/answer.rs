@@ -90,7 +90,8 @@ impl AnswerReader {
 
     /// Bytes wanted next; 0 once the answer is complete.
     pub(crate) fn needed(&self) -> usize {
-        if self.ended_early { 0 } else { self.decoder.needed() }
+        // After a short form, `closed` has marked the decoder complete.
+        self.decoder.needed()
     }
 
     /// Takes bytes read (at most `needed()` of them). A 210, 212 or 1001

@@ -85,13 +85,16 @@ impl ClientSession {
 /// What a status means as the answer to `op`: the one mapping of statuses
 /// to results.
 pub(crate) fn outcome(op: Op, status: Status) -> Result<(), Fault> {
-    match (op, status) {
-        (Op::Backup | Op::Delete, Status::Done)
-        | (Op::Restore, Status::Restored)
-        | (Op::List, Status::Listed) => Ok(()),
-        (Op::Restore | Op::Delete, Status::NotFound) => Err(Fault::NotFound),
-        (Op::List, Status::NoFiles) => Err(Fault::NoFiles),
-        (_, other) => Err(Fault::Protocol(crate::error::ProtocolError::UnexpectedStatus(other.code()))),
+    let wanted = match op {
+        Op::Restore => Status::Restored,
+        Op::List => Status::Listed,
+        _ => Status::Done,
+    };
+    match status {
+        _ if status == wanted => Ok(()),
+        Status::NotFound if matches!(op, Op::Restore | Op::Delete) => Err(Fault::NotFound),
+        Status::NoFiles if op == Op::List => Err(Fault::NoFiles),
+        other => Err(Fault::Protocol(crate::error::ProtocolError::UnexpectedStatus(other.code()))),
     }
 }
 
