@@ -21,6 +21,8 @@
 #[cfg(test)]
 extern crate std;
 
+#[cfg(feature = "async")]
+pub mod async_client;
 pub mod client;
 pub mod codec;
 pub mod dispatch;
