@@ -277,14 +277,7 @@ impl<'b, C: AsyncConnect> AsyncClient<'b, C> {
                         }
                     }
                 }
-                BackupNeed::Connect => match self.connect().await {
-                    Ok(()) => run.connected(),
-                    Err(e) => {
-                        transport.get_or_insert(e);
-                        run.transport_failed(&mut self.session);
-                    }
-                },
-                BackupNeed::Send(len) => match self.write(len).await {
+                BackupNeed::Send(len) => match self.send(len).await {
                     Ok(()) => run.sent(),
                     Err(e) => {
                         transport.get_or_insert(e);
@@ -429,7 +422,11 @@ impl<'b, C: AsyncConnect> AsyncClient<'b, C> {
         Ok(())
     }
 
-    async fn write(&mut self, len: usize) -> Result<(), TransportError<AsyncConnError<C>>> {
+    /// Writes `buf[..len]` whole, connecting first if the session has no connection.
+    async fn send(&mut self, len: usize) -> Result<(), TransportError<AsyncConnError<C>>> {
+        if self.session.needs_connection() {
+            self.connect().await?;
+        }
         let conn = self.conn.as_mut().ok_or(TransportError::Closed)?;
         write_all(conn, self.buf.get(..len).unwrap_or(&[])).await
     }
@@ -442,14 +439,7 @@ impl<'b, C: AsyncConnect> AsyncClient<'b, C> {
 
     async fn request(&mut self, op: Op, name: &str, transport: &mut Kept<C>) -> Result<(), Fault> {
         let len = self.session.emit(self.buf, op, name, 0)?;
-        let mut sent = Ok(());
-        if self.session.needs_connection() {
-            sent = self.connect().await;
-        }
-        if sent.is_ok() {
-            sent = self.write(len).await;
-        }
-        sent.map_err(|e| {
+        self.send(len).await.map_err(|e| {
             self.disconnect();
             transport.get_or_insert(e);
             Fault::Transport

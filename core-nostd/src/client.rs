@@ -256,14 +256,7 @@ impl<'b, C: Connect> Client<'b, C> {
                         }
                     }
                 }
-                BackupNeed::Connect => match self.connect() {
-                    Ok(()) => run.connected(),
-                    Err(e) => {
-                        transport.get_or_insert(e);
-                        run.transport_failed(&mut self.session);
-                    }
-                },
-                BackupNeed::Send(len) => match self.write(len) {
+                BackupNeed::Send(len) => match self.send(len) {
                     Ok(()) => run.sent(),
                     Err(e) => {
                         transport.get_or_insert(e);
@@ -470,8 +463,11 @@ impl<'b, C: Connect> Client<'b, C> {
         Ok(())
     }
 
-    /// Writes `buf[..len]` whole to the held connection.
-    fn write(&mut self, len: usize) -> Result<(), TransportError<ConnError<C>>> {
+    /// Writes `buf[..len]` whole, connecting first if the session has no connection.
+    fn send(&mut self, len: usize) -> Result<(), TransportError<ConnError<C>>> {
+        if self.session.needs_connection() {
+            self.connect()?;
+        }
         let conn = self.conn.as_mut().ok_or(TransportError::Closed)?;
         write_all(conn, self.buf.get(..len).unwrap_or(&[]))
     }
@@ -486,12 +482,7 @@ impl<'b, C: Connect> Client<'b, C> {
     /// Sends a request without payload, connecting first if need be.
     fn request(&mut self, op: Op, name: &str, transport: &mut Kept<C>) -> Result<(), Fault> {
         let len = self.session.emit(self.buf, op, name, 0)?;
-        let sent = match self.session.needs_connection() {
-            true => self.connect(),
-            false => Ok(()),
-        }
-        .and_then(|()| self.write(len));
-        sent.map_err(|e| {
+        self.send(len).map_err(|e| {
             self.disconnect();
             transport.get_or_insert(e);
             Fault::Transport

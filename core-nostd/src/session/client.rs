@@ -108,11 +108,8 @@ pub(crate) enum BackupNeed {
     /// with the count. `whole`: keep reading until the window is full or the
     /// source ends; else one read.
     Fill { from: usize, to: usize, whole: bool },
-    /// Open a connection, then [`BackupRun::connected`] or
-    /// [`BackupRun::transport_failed`].
-    Connect,
-    /// Write `buf[..len]` whole, then [`BackupRun::sent`] or
-    /// [`BackupRun::transport_failed`].
+    /// Write `buf[..len]` whole, on a new connection if the session has
+    /// none, then [`BackupRun::sent`] or [`BackupRun::transport_failed`].
     Send(usize),
     /// Ask whether the server has sent something (without waiting), then
     /// [`BackupRun::polled`]; a failed poll counts as nothing waiting.
@@ -132,16 +129,14 @@ enum BackupState {
     Awaiting,
     /// The first chunk of file `sent` is being read behind its header.
     First,
-    /// A connection is being opened for file `sent`.
-    Connecting,
     /// `buf[..len]` of file `sent` is being written.
     Sending,
     /// Between chunks: has an answer come?
     Polling,
-    /// An earlier file's answer arrived while sending file `sent`.
-    Interleaved,
-    /// File `sent`'s own answer arrived before its payload was through.
-    Refused,
+    /// An answer arrived while file `sent` was being sent: an earlier
+    /// file's (`acked < sent`), or its own, before its payload was through:
+    /// a refusal.
+    Interrupted,
     /// The next chunk is being read.
     Refill,
     /// File `index` failed before any of it went out: collect the answers
@@ -223,10 +218,8 @@ impl BackupRun {
                 BackupState::Stopping
                 | BackupState::Salvaging
                 | BackupState::Awaiting
-                | BackupState::Interleaved => BackupNeed::Answer(self.acked),
-                BackupState::Refused => BackupNeed::Answer(self.sent),
+                | BackupState::Interrupted => BackupNeed::Answer(self.acked),
                 BackupState::First => BackupNeed::Fill { from: self.from, to: self.len, whole: true },
-                BackupState::Connecting => BackupNeed::Connect,
                 BackupState::Sending => BackupNeed::Send(self.len),
                 BackupState::Polling => BackupNeed::Poll,
                 BackupState::Refill => {
@@ -279,8 +272,7 @@ impl BackupRun {
         match self.state {
             BackupState::First if self.from + n == self.len => {
                 self.done = n as u64;
-                self.state =
-                    if session.needs_connection() { BackupState::Connecting } else { BackupState::Sending };
+                self.state = BackupState::Sending;
             }
             BackupState::First => self.stop(Fault::SourceEnded),
             BackupState::Refill if n > 0 => {
@@ -298,13 +290,6 @@ impl BackupRun {
         match self.state {
             BackupState::Refill => self.abandon(session, Fault::Local),
             _ => self.stop(Fault::Local),
-        }
-    }
-
-    /// A connection is open (the shell told the session).
-    pub(crate) fn connected(&mut self) {
-        if self.state == BackupState::Connecting {
-            self.state = BackupState::Sending;
         }
     }
 
@@ -332,13 +317,7 @@ impl BackupRun {
     /// Whether the server has sent something we have not read.
     pub(crate) fn polled(&mut self, waiting: bool) {
         if self.state == BackupState::Polling {
-            self.state = match (waiting, self.acked < self.sent) {
-                (false, _) => BackupState::Refill,
-                // Answers for earlier files come in while we send.
-                (true, true) => BackupState::Interleaved,
-                // An answer for this file before its payload is through.
-                (true, false) => BackupState::Refused,
-            };
+            self.state = if waiting { BackupState::Interrupted } else { BackupState::Refill };
         }
     }
 
@@ -346,13 +325,15 @@ impl BackupRun {
     /// session already knows whether the connection stays). `true`: that
     /// file is backed up, tell the batch.
     pub(crate) fn answered(&mut self, session: &mut ClientSession, answer: Result<Status, Fault>) -> bool {
-        let refused = self.state == BackupState::Refused;
+        // An answer for the file being sent, before its payload is through.
+        let refused = self.state == BackupState::Interrupted && self.acked == self.sent;
         let fault = match answer {
             Ok(Status::Done) if !refused => {
                 self.acked += 1;
                 self.state = match self.state {
                     BackupState::Awaiting => BackupState::Choose,
-                    BackupState::Interleaved => BackupState::Polling,
+                    // Answers for earlier files come in while we send.
+                    BackupState::Interrupted => BackupState::Polling,
                     other => other,
                 };
                 return true;
@@ -364,7 +345,7 @@ impl BackupRun {
             Err(fault) => fault,
         };
         match self.state {
-            BackupState::Refused => self.abandon(session, fault),
+            _ if refused => self.abandon(session, fault),
             // The server's reason beats a broken pipe.
             BackupState::Salvaging if fault.is_transport() => self.abandon(session, Fault::Transport),
             BackupState::Salvaging => self.abandon(session, fault),
