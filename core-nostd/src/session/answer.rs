@@ -60,6 +60,7 @@ impl ServerReason {
 /// A 210, 212 or 1001 names the file it answers; one that names another
 /// file than the request is not this request's answer. The names are
 /// compared where they lie, in the decoder and the caller's `&str`: no copy.
+#[inline(always)]
 pub(crate) fn check_echo(header: &Response<'_>, expected: &[u8]) -> Result<(), ProtocolError> {
     let names_a_file = matches!(header.status, Status::Restored | Status::Done | Status::NotFound);
     if names_a_file && header.name != expected { Err(ProtocolError::NameMismatch) } else { Ok(()) }

@@ -84,6 +84,7 @@ impl ClientSession {
 
 /// What a status means as the answer to `op`: the one mapping of statuses
 /// to results.
+#[inline(always)]
 pub(crate) fn outcome(op: Op, status: Status) -> Result<(), Fault> {
     let wanted = match op {
         Op::Restore => Status::Restored,

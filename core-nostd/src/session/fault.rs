@@ -39,6 +39,10 @@ impl Fault {
     }
 
     /// The caller's error, with the transport and local errors the shell kept.
+    // Inlined, each call site keeps only the faults it can have: with
+    // `outcome` and `check_echo` inlined too, the firmware's client went
+    // from 4276 to 4012 bytes.
+    #[inline(always)]
     pub(crate) fn into_client<T, L>(
         self,
         transport: Option<TransportError<T>>,
