@@ -6,33 +6,36 @@
 //! response and connects anew for the next request, as servers answering 1 may
 //! close (and pad their responses) after every response. It reads responses
 //! that older servers cut short, and ignores a trailing NUL in list payloads.
+//!
+//! Every one of those decisions lives in the session engine
+//! ([`session`](crate::session)); this is the loop that moves bytes for it.
 
 use core::convert::Infallible;
 
 use embedded_io::{ErrorType, Read, ReadReady, Write};
 
-use crate::codec::{Decoded, ResponseDecoder, ResponseEnd};
 use crate::error::{ProtocolError, TransportError};
 use crate::io::{read_full, write_all};
-use crate::wire::{
-    BufferTooSmall, MAX_REASON_LEN, NameBuf, NameError, Op, PROTOCOL_VERSION, REQUEST_MAX_HEADER_LEN,
-    Request, Response, Status, check_name,
+use crate::session::answer::{AnswerReader, Event, Verdict, check_echo};
+use crate::session::client::{
+    BackupNeed, BackupRun, ClientSession, ListSplitter, RestoreNeed, RestoreRun, outcome,
 };
+use crate::session::fault::Fault;
+use crate::wire::{BufferTooSmall, NameError, Op, REQUEST_MAX_HEADER_LEN, Status};
+
+pub use crate::session::client::PIPELINE_WINDOW;
 
 /// Smallest buffer a [`Client`] accepts: the longest request header.
 pub const CLIENT_MIN_BUFFER_LEN: usize = REQUEST_MAX_HEADER_LEN;
-
-/// Requests a batch keeps in flight before it waits for an answer. Answers
-/// are small, so this many never fill the socket buffers of either side.
-pub const PIPELINE_WINDOW: usize = 64;
 
 /// One file of a batch: its name, size and contents, or why it cannot be read.
 pub type BatchFile<'a, R> = Result<(&'a str, u32, R), <R as ErrorType>::Error>;
 
 /// Files for [`Client::backup_batch`], opened one at a time as they are sent.
 pub trait Batch {
-    /// A file's contents.
-    type Reader: Read;
+    /// A file's contents: an [`embedded_io::Read`] for the blocking client,
+    /// an `embedded_io_async::Read` for the async one.
+    type Reader: ErrorType;
     /// Name, size and contents of file `index`.
     fn file(&mut self, index: usize) -> BatchFile<'_, Self::Reader>;
     /// The name [`file`](Self::file) gave for file `index`: its 212 must
@@ -44,8 +47,9 @@ pub trait Batch {
 
 /// Files for [`Client::restore_batch`].
 pub trait RestoreBatch {
-    /// Where a restored file's bytes go.
-    type Writer: Write;
+    /// Where a restored file's bytes go: an [`embedded_io::Write`] for the
+    /// blocking client, an `embedded_io_async::Write` for the async one.
+    type Writer: ErrorType;
     /// The name of file `index`.
     fn name(&mut self, index: usize) -> &str;
     /// File `index` is on its way, `size` bytes: where should it go?
@@ -77,42 +81,6 @@ pub trait Connect {
     type Conn: Read + Write + ReadReady;
     /// Opens a connection.
     fn connect(&mut self) -> Result<Self::Conn, <Self::Conn as ErrorType>::Error>;
-}
-
-/// The reason a server gave with a 1003 response (at most 255 bytes).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct ServerReason {
-    bytes: [u8; MAX_REASON_LEN],
-    len: usize,
-}
-
-impl ServerReason {
-    const fn new() -> Self {
-        ServerReason { bytes: [0; MAX_REASON_LEN], len: 0 }
-    }
-
-    fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    /// Keeps as much of `more` as fits.
-    fn extend(&mut self, more: &[u8]) {
-        let take = more.len().min(MAX_REASON_LEN - self.len);
-        if let (Some(dst), Some(src)) = (self.bytes.get_mut(self.len..self.len + take), more.get(..take)) {
-            dst.copy_from_slice(src);
-            self.len += take;
-        }
-    }
-
-    /// The reason as text: its longest valid UTF-8 prefix, without trailing NULs.
-    fn as_str(&self) -> &str {
-        let bytes = self.bytes.get(..self.len).unwrap_or(&[]);
-        let text = match core::str::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(e) => core::str::from_utf8(bytes.get(..e.valid_up_to()).unwrap_or(&[])).unwrap_or(""),
-        };
-        text.trim_end_matches('\0')
-    }
 }
 
 /// Why a client request did not succeed. `T` is the transport's error, `L`
@@ -176,31 +144,18 @@ impl<T: core::fmt::Debug, L: core::fmt::Debug> core::error::Error for ClientErro
 /// The transport error type of a connector's connections.
 pub type ConnError<C> = <<C as Connect>::Conn as ErrorType>::Error;
 
-/// What [`receive`] saw of a response.
-#[derive(Clone, Copy)]
-struct Received {
-    status: Status,
-    /// The server's version and a complete response: the connection may be reused.
-    reusable: bool,
-}
-
-/// Something a response delivered to the caller.
-enum Event<'a> {
-    Header { status: Status, size: u32, name: &'a [u8] },
-    Payload(&'a [u8]),
-}
-
 /// A blocking client for one user.
 pub struct Client<'b, C: Connect> {
     connector: C,
     conn: Option<C::Conn>,
-    user_id: u32,
+    session: ClientSession,
     buf: &'b mut [u8],
-    decoder: ResponseDecoder,
-    reason: ServerReason,
-    /// The held connection answered version 2: requests may be pipelined.
-    pipelining: bool,
+    answer: AnswerReader,
 }
+
+/// The first transport error of a request, kept while the engine decides
+/// which error the caller hears.
+type Kept<C> = Option<TransportError<ConnError<C>>>;
 
 impl<'b, C: Connect> Client<'b, C> {
     /// A client streaming through `buf`, which must hold at least
@@ -212,17 +167,15 @@ impl<'b, C: Connect> Client<'b, C> {
         Ok(Client {
             connector,
             conn: None,
-            user_id,
+            session: ClientSession::new(user_id),
             buf,
-            decoder: ResponseDecoder::new(),
-            reason: ServerReason::new(),
-            pipelining: false,
+            answer: AnswerReader::new(),
         })
     }
 
     /// The user whose files this client handles.
     pub fn user_id(&self) -> u32 {
-        self.user_id
+        self.session.user_id()
     }
 
     /// Whether a connection is held open for the next request.
@@ -233,11 +186,12 @@ impl<'b, C: Connect> Client<'b, C> {
     /// The reason the server gave with its last 1003 response
     /// ([`ClientError::Server`]); empty if it gave none.
     pub fn server_reason(&self) -> &str {
-        self.reason.as_str()
+        self.answer.reason()
     }
 
     /// Closes the held connection, if any.
     pub fn disconnect(&mut self) {
+        self.session.close();
         self.conn = None;
     }
 
@@ -250,67 +204,7 @@ impl<'b, C: Connect> Client<'b, C> {
         size: u32,
         source: &mut R,
     ) -> Result<(), ClientError<ConnError<C>, R::Error>> {
-        check_name(name).map_err(ClientError::InvalidName)?;
-        let request =
-            Request { user_id: self.user_id, version: PROTOCOL_VERSION, op: Op::Backup, name, size };
-        let header_len = request.emit(self.buf).map_err(|_| ClientError::SinkFull)?;
-        // The first chunk rides with the header; read it before connecting,
-        // so a failing source leaves the connection untouched.
-        let first_end = self.buf.len().min(header_len.saturating_add(size as usize));
-        let window = self.buf.get_mut(header_len..first_end).unwrap_or(&mut []);
-        let got = read_full(source, window).map_err(ClientError::Local)?;
-        if header_len + got < first_end {
-            return Err(ClientError::SourceEnded);
-        }
-        self.connection::<R::Error>()?;
-        let (Some(conn), buf) = (self.conn.as_mut(), &mut *self.buf) else {
-            return Err(TransportError::Closed.into());
-        };
-        let mut sent = got as u64;
-        let mut failure = write_all(conn, buf.get(..first_end).unwrap_or(&[])).err();
-        let mut local = None;
-        while failure.is_none() && sent < u64::from(size) {
-            match conn.read_ready() {
-                // The server answered before the payload was through: a refusal.
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(e) => {
-                    failure = Some(TransportError::Io(e));
-                    break;
-                }
-            }
-            let want = buf.len().min(usize::try_from(u64::from(size) - sent).unwrap_or(usize::MAX));
-            let window = buf.get_mut(..want).unwrap_or(&mut []);
-            match source.read(window) {
-                Ok(0) => local = Some(ClientError::SourceEnded),
-                Ok(n) => {
-                    failure = write_all(conn, buf.get(..n).unwrap_or(&[])).err();
-                    sent += n as u64;
-                }
-                Err(e) => local = Some(ClientError::Local(e)),
-            }
-            if local.is_some() {
-                break;
-            }
-        }
-        if let Some(e) = local {
-            // The server is waiting for bytes that will not come.
-            self.conn = None;
-            return Err(e);
-        }
-        let finished = failure.is_none() && sent == u64::from(size);
-        let received = self.receive(Some(name), &mut |_| Ok(())).map_err(|f| f.into_client(None));
-        if !finished {
-            // The request was cut short: whatever the server answered, this
-            // connection's framing is lost.
-            self.conn = None;
-        }
-        match (received, failure) {
-            (Ok(Status::Done), None) if finished => Ok(()),
-            (Err(ClientError::Transport(_)), Some(e)) => Err(ClientError::Transport(e)),
-            (Ok(status), _) => Err(ProtocolError::UnexpectedStatus(status.code()).into()),
-            (Err(e), _) => Err(e),
-        }
+        self.back_up(1, &mut OneFile { name, size, source }).map_err(|e| e.error)
     }
 
     /// Backs up `count` files from `batch`, pipelined: once the server has
@@ -323,165 +217,70 @@ impl<'b, C: Connect> Client<'b, C> {
         &mut self,
         count: usize,
         batch: &mut B,
-    ) -> Result<(), BatchError<ConnError<C>, <B::Reader as ErrorType>::Error>> {
-        let mut sent = 0;
-        let mut acked = 0;
-        while acked < count {
-            let window_open = self.may_send(sent, acked, count);
-            if !window_open {
-                self.await_ack(batch, &mut acked)?;
-                continue;
-            }
-            let (name, size, mut source) = match batch.file(sent) {
-                Ok(file) => file,
-                Err(e) => return Err(self.stop_batch(batch, &mut acked, sent, ClientError::Local(e))),
-            };
-            if let Err(e) = check_name(name) {
-                return Err(self.stop_batch(batch, &mut acked, sent, ClientError::InvalidName(e)));
-            }
-            let request =
-                Request { user_id: self.user_id, version: PROTOCOL_VERSION, op: Op::Backup, name, size };
-            let Ok(header_len) = request.emit(self.buf) else {
-                return Err(self.stop_batch(batch, &mut acked, sent, ClientError::SinkFull));
-            };
-            self.send_payload(batch, header_len, size, &mut source, sent, &mut acked)?;
-            sent += 1;
-        }
-        Ok(())
+    ) -> Result<(), BatchError<ConnError<C>, <B::Reader as ErrorType>::Error>>
+    where
+        B::Reader: Read,
+    {
+        self.back_up(count, &mut BatchFiles { batch, source: None })
     }
 
-    /// Sends the request whose header is in the buffer, and its payload;
-    /// between chunks, takes the answers that have arrived for earlier files.
-    fn send_payload<B: Batch>(
+    /// The backup loop: moves bytes for the engine's [`BackupRun`].
+    fn back_up<F: Files>(
         &mut self,
-        batch: &mut B,
-        header_len: usize,
-        size: u32,
-        source: &mut B::Reader,
-        index: usize,
-        acked: &mut usize,
-    ) -> Result<(), BatchError<ConnError<C>, <B::Reader as ErrorType>::Error>> {
-        let fail = |index, error| BatchError { index, error };
-        let first_end = self.buf.len().min(header_len.saturating_add(size as usize));
-        let window = self.buf.get_mut(header_len..first_end).unwrap_or(&mut []);
-        let got = match read_full(source, window) {
-            Ok(got) if header_len + got == first_end => got,
-            Ok(_) => return Err(self.stop_batch(batch, acked, index, ClientError::SourceEnded)),
-            Err(e) => return Err(self.stop_batch(batch, acked, index, ClientError::Local(e))),
-        };
-        self.connection().map_err(|e| fail(*acked, e))?;
-        let mut chunk_end = first_end;
-        let mut sent = got as u64;
+        count: usize,
+        files: &mut F,
+    ) -> Result<(), BatchError<ConnError<C>, <F::Reader as ErrorType>::Error>> {
+        let mut run = BackupRun::new(count, self.buf.len());
+        let (mut transport, mut local) = (None, None);
         loop {
-            let Some(conn) = self.conn.as_mut() else {
-                return Err(fail(*acked, TransportError::Closed.into()));
-            };
-            if let Err(e) = write_all(conn, self.buf.get(..chunk_end).unwrap_or(&[])) {
-                // The server may have refused and closed: the answers it sent
-                // first are still readable, and its reason beats a broken pipe.
-                let mut answered = None;
-                while *acked <= index {
-                    if let Err(stop) = self.await_ack(batch, acked) {
-                        answered = Some(stop);
-                        break;
+            match run.next(&mut self.session) {
+                BackupNeed::Open(index) => match files.open(index) {
+                    Ok((name, size)) => run.opened(&self.session, self.buf, name, size),
+                    Err(e) => {
+                        local.get_or_insert(e);
+                        run.local_failed(&mut self.session);
+                    }
+                },
+                BackupNeed::Fill { from, to, whole } => {
+                    let window = self.buf.get_mut(from..to).unwrap_or(&mut []);
+                    let read = match files.source() {
+                        Some(source) if whole => read_full(source, window),
+                        Some(source) => source.read(window),
+                        None => Ok(0),
+                    };
+                    match read {
+                        Ok(n) => run.filled(&mut self.session, n),
+                        Err(e) => {
+                            local.get_or_insert(e);
+                            run.local_failed(&mut self.session);
+                        }
                     }
                 }
-                self.conn = None;
-                return Err(match answered {
-                    Some(stop) if !matches!(stop.error, ClientError::Transport(_)) => stop,
-                    _ => fail(*acked, e.into()),
-                });
-            }
-            if sent == u64::from(size) {
-                return Ok(());
-            }
-            // Answers for earlier files come in while we send; an answer for
-            // this one before its payload is through is a refusal.
-            while *acked < index && self.answer_waiting() {
-                self.await_ack(batch, acked)?;
-            }
-            if *acked == index && self.answer_waiting() {
-                let received =
-                    self.receive(Some(batch.name(index)), &mut |_| Ok(())).map_err(|f| f.into_client(None));
-                self.conn = None;
-                let error = match received {
-                    Err(e) => e,
-                    Ok(status) => ProtocolError::UnexpectedStatus(status.code()).into(),
-                };
-                return Err(fail(index, error));
-            }
-            let want = self.buf.len().min(usize::try_from(u64::from(size) - sent).unwrap_or(usize::MAX));
-            let window = self.buf.get_mut(..want).unwrap_or(&mut []);
-            match source.read(window) {
-                Ok(0) => {
-                    // The server waits for bytes that will not come.
-                    self.conn = None;
-                    return Err(fail(*acked, ClientError::SourceEnded));
+                BackupNeed::Send(len) => match self.send(len) {
+                    Ok(()) => run.sent(),
+                    Err(e) => {
+                        transport.get_or_insert(e);
+                        run.transport_failed(&mut self.session);
+                    }
+                },
+                BackupNeed::Poll => {
+                    run.polled(matches!(self.conn.as_mut().map(|c| c.read_ready()), Some(Ok(true))));
                 }
-                Ok(n) => {
-                    chunk_end = n;
-                    sent += n as u64;
+                BackupNeed::Answer(index) => {
+                    let answer = self.receive(Some(files.name(index)), &mut |_| Ok(()), &mut transport);
+                    if run.answered(&mut self.session, answer) {
+                        files.done(index);
+                    }
                 }
-                Err(e) => {
-                    self.conn = None;
-                    return Err(fail(*acked, ClientError::Local(e)));
+                BackupNeed::Finished(result) => {
+                    self.follow_session();
+                    return result.map_err(|(index, fault)| BatchError {
+                        index,
+                        error: fault.into_client(transport, local),
+                    });
                 }
             }
         }
-    }
-
-    /// Whether a batch may send request `sent` while `answered` have been
-    /// answered: one at a time until the server has promised (version 2) to
-    /// keep the connection, then up to [`PIPELINE_WINDOW`] ahead.
-    fn may_send(&self, sent: usize, answered: usize, count: usize) -> bool {
-        sent < count
-            && (sent == answered
-                || (self.pipelining && self.conn.is_some() && sent - answered < PIPELINE_WINDOW))
-    }
-
-    /// Whether the server has sent something we have not read.
-    fn answer_waiting(&mut self) -> bool {
-        matches!(self.conn.as_mut().map(|c| c.read_ready()), Some(Ok(true)))
-    }
-
-    /// Reads the answer for file `acked`.
-    fn await_ack<B: Batch>(
-        &mut self,
-        batch: &mut B,
-        acked: &mut usize,
-    ) -> Result<(), BatchError<ConnError<C>, <B::Reader as ErrorType>::Error>> {
-        match self.receive(Some(batch.name(*acked)), &mut |_| Ok(())) {
-            Ok(Status::Done) => {
-                batch.done(*acked);
-                *acked += 1;
-                Ok(())
-            }
-            Ok(status) => {
-                self.conn = None;
-                Err(BatchError {
-                    index: *acked,
-                    error: ProtocolError::UnexpectedStatus(status.code()).into(),
-                })
-            }
-            Err(f) => Err(BatchError { index: *acked, error: f.into_client(None) }),
-        }
-    }
-
-    /// File `index` failed before any of it was sent: collect the answers
-    /// still due for earlier files, then report it.
-    fn stop_batch<B: Batch>(
-        &mut self,
-        batch: &mut B,
-        acked: &mut usize,
-        index: usize,
-        error: ClientError<ConnError<C>, <B::Reader as ErrorType>::Error>,
-    ) -> BatchError<ConnError<C>, <B::Reader as ErrorType>::Error> {
-        while *acked < index {
-            if let Err(e) = self.await_ack(batch, acked) {
-                return e;
-            }
-        }
-        BatchError { index, error }
     }
 
     /// Restores `count` files, pipelined like [`backup_batch`](Self::backup_batch):
@@ -493,97 +292,91 @@ impl<'b, C: Connect> Client<'b, C> {
         &mut self,
         count: usize,
         batch: &mut B,
-    ) -> Result<(), BatchError<ConnError<C>, <B::Writer as ErrorType>::Error>> {
-        let mut sent = 0;
-        let mut done = 0;
-        while done < count {
-            let window_open = self.may_send(sent, done, count);
-            if window_open {
-                let request = {
-                    let name = batch.name(sent);
-                    check_name(name)
-                        .map_err(|e| BatchError { index: sent, error: ClientError::InvalidName(e) })?;
-                    Request {
-                        user_id: self.user_id,
-                        version: PROTOCOL_VERSION,
-                        op: Op::Restore,
-                        name,
-                        size: 0,
+    ) -> Result<(), BatchError<ConnError<C>, <B::Writer as ErrorType>::Error>>
+    where
+        B::Writer: Write,
+    {
+        let mut run = RestoreRun::new(count);
+        let (mut transport, mut local) = (None, None);
+        loop {
+            match run.next(&self.session) {
+                RestoreNeed::Request(index) => {
+                    match self.request(Op::Restore, batch.name(index), &mut transport) {
+                        Ok(()) => run.requested(),
+                        Err(fault) => run.failed(&mut self.session, fault),
                     }
-                    .emit(self.buf)
-                };
-                let len = request.map_err(|_| BatchError { index: sent, error: ClientError::SinkFull })?;
-                self.connection().map_err(|e| BatchError { index: done, error: e })?;
-                let Some(conn) = self.conn.as_mut() else {
-                    return Err(BatchError { index: done, error: TransportError::Closed.into() });
-                };
-                if let Err(e) = write_all(conn, self.buf.get(..len).unwrap_or(&[])) {
-                    self.conn = None;
-                    return Err(BatchError { index: done, error: e.into() });
                 }
-                sent += 1;
-                continue;
-            }
-            let mut writer = None;
-            let mut local = None;
-            // The expected name is the batch's, which the handler needs too:
-            // the handler checks a 210's name before opening anything, and
-            // every answer's name is checked once it is in.
-            let received = self.receive(None, &mut |event| match event {
-                Event::Header { status: Status::Restored, name, .. }
-                    if name != batch.name(done).as_bytes() =>
-                {
-                    Err(Stop::Protocol(ProtocolError::NameMismatch))
-                }
-                Event::Header { status: Status::Restored, size, .. } => match batch.open(done, size) {
-                    Ok(w) => {
-                        writer = Some(w);
-                        Ok(())
+                RestoreNeed::Answer(index) => {
+                    let mut writer = None;
+                    // The expected name is the batch's, which the handler
+                    // needs too: the handler checks a 210's name before
+                    // opening anything, and every answer's name is checked
+                    // once it is in.
+                    let received = self.receive(
+                        None,
+                        &mut |event| match event {
+                            Event::Header { status: Status::Restored, name, .. }
+                                if name != batch.name(index).as_bytes() =>
+                            {
+                                Err(Fault::Protocol(ProtocolError::NameMismatch))
+                            }
+                            Event::Header { status: Status::Restored, size, .. } => {
+                                match batch.open(index, size) {
+                                    Ok(w) => {
+                                        writer = Some(w);
+                                        Ok(())
+                                    }
+                                    Err(e) => {
+                                        local = Some(e);
+                                        Err(Fault::Local)
+                                    }
+                                }
+                            }
+                            Event::Header { .. } => Ok(()),
+                            Event::Payload(chunk) => match writer.as_mut().map(|w| write_all(w, chunk)) {
+                                Some(Ok(())) => Ok(()),
+                                Some(Err(TransportError::Io(e))) => {
+                                    local = Some(e);
+                                    Err(Fault::Local)
+                                }
+                                _ => Err(Fault::SinkFull),
+                            },
+                        },
+                        &mut transport,
+                    );
+                    let received = match (received, self.answer.header()) {
+                        (Ok(_), Some(header))
+                            if check_echo(&header, batch.name(index).as_bytes()).is_err() =>
+                        {
+                            self.disconnect();
+                            Err(Fault::Protocol(ProtocolError::NameMismatch))
+                        }
+                        (received, _) => received,
+                    };
+                    match (received, writer) {
+                        (Ok(Status::Restored), Some(w)) => match batch.finish(index, w) {
+                            Ok(()) => run.answered(&mut self.session, Ok(Status::Restored)),
+                            Err(e) => {
+                                local = Some(e);
+                                run.finish_failed();
+                            }
+                        },
+                        (Ok(Status::Restored), None) => {
+                            let unexpected = Fault::Protocol(ProtocolError::UnexpectedStatus(210));
+                            run.answered(&mut self.session, Err(unexpected));
+                        }
+                        (received, _) => run.answered(&mut self.session, received),
                     }
-                    Err(e) => {
-                        local = Some(e);
-                        Err(Stop::Local)
-                    }
-                },
-                Event::Header { .. } => Ok(()),
-                Event::Payload(chunk) => match writer.as_mut().map(|w| write_all(w, chunk)) {
-                    Some(Ok(())) => Ok(()),
-                    Some(Err(TransportError::Io(e))) => {
-                        local = Some(e);
-                        Err(Stop::Local)
-                    }
-                    _ => Err(Stop::SinkFull),
-                },
-            });
-            let failed = |error| BatchError { index: done, error };
-            let received = match (received, self.decoder.header()) {
-                (Ok(_), Some(header)) if check_echo(&header, batch.name(done).as_bytes()).is_err() => {
-                    Err(Failed::Protocol(ProtocolError::NameMismatch))
                 }
-                (received, _) => received,
-            };
-            match received {
-                Ok(Status::Restored) => match writer {
-                    Some(w) => batch.finish(done, w).map_err(|e| failed(ClientError::Local(e)))?,
-                    None => return Err(failed(ProtocolError::UnexpectedStatus(210).into())),
-                },
-                Ok(status) => {
-                    // The answers still in flight belong to files we will
-                    // not take: this connection cannot be reused.
-                    self.conn = None;
-                    return Err(failed(match status {
-                        Status::NotFound => ClientError::NotFound,
-                        other => ProtocolError::UnexpectedStatus(other.code()).into(),
-                    }));
-                }
-                Err(f) => {
-                    self.conn = None;
-                    return Err(failed(f.into_client(local)));
+                RestoreNeed::Finished(result) => {
+                    self.follow_session();
+                    return result.map_err(|(index, fault)| BatchError {
+                        index,
+                        error: fault.into_client(transport, local),
+                    });
                 }
             }
-            done += 1;
         }
-        Ok(())
     }
 
     /// Restores `name` into `sink`. `on_size` hears the file's size before
@@ -594,57 +387,46 @@ impl<'b, C: Connect> Client<'b, C> {
         sink: &mut W,
         on_size: impl FnOnce(u32),
     ) -> Result<u32, ClientError<ConnError<C>, W::Error>> {
-        check_name(name).map_err(ClientError::InvalidName)?;
-        self.send(&Request {
-            user_id: self.user_id,
-            version: PROTOCOL_VERSION,
-            op: Op::Restore,
-            name,
-            size: 0,
-        })?;
+        let (mut transport, mut local) = (None, None);
         let mut on_size = Some(on_size);
         let mut size = 0;
-        let mut local = None;
-        let received = self.receive(Some(name), &mut |event| match event {
-            Event::Header { status: Status::Restored, size: s, .. } => {
-                size = s;
-                if let Some(f) = on_size.take() {
-                    f(s);
-                }
-                Ok(())
-            }
-            Event::Header { .. } => Ok(()),
-            Event::Payload(chunk) => write_all(sink, chunk).map_err(|e| match e {
-                TransportError::Io(e) => {
-                    local = Some(e);
-                    Stop::Local
-                }
-                _ => Stop::SinkFull,
-            }),
-        });
-        let status = received.map_err(|f| f.into_client(local.take()))?;
-        match status {
-            Status::Restored => Ok(size),
-            Status::NotFound => Err(ClientError::NotFound),
-            other => Err(ProtocolError::UnexpectedStatus(other.code()).into()),
+        let mut result = self.request(Op::Restore, name, &mut transport);
+        if result.is_ok() {
+            let received = self.receive(
+                Some(name),
+                &mut |event| match event {
+                    Event::Header { status: Status::Restored, size: s, .. } => {
+                        size = s;
+                        if let Some(f) = on_size.take() {
+                            f(s);
+                        }
+                        Ok(())
+                    }
+                    Event::Header { .. } => Ok(()),
+                    Event::Payload(chunk) => write_all(sink, chunk).map_err(|e| match e {
+                        TransportError::Io(e) => {
+                            local = Some(e);
+                            Fault::Local
+                        }
+                        _ => Fault::SinkFull,
+                    }),
+                },
+                &mut transport,
+            );
+            result = received.and_then(|status| outcome(Op::Restore, status));
         }
+        result.map(|()| size).map_err(|fault| fault.into_client(transport, local))
     }
 
     /// Deletes `name`.
     pub fn delete(&mut self, name: &str) -> Result<(), ClientError<ConnError<C>>> {
-        check_name(name).map_err(ClientError::InvalidName)?;
-        self.send(&Request {
-            user_id: self.user_id,
-            version: PROTOCOL_VERSION,
-            op: Op::Delete,
-            name,
-            size: 0,
-        })?;
-        match self.receive(Some(name), &mut |_| Ok(())).map_err(|f| f.into_client(None))? {
-            Status::Done => Ok(()),
-            Status::NotFound => Err(ClientError::NotFound),
-            other => Err(ProtocolError::UnexpectedStatus(other.code()).into()),
+        let mut transport = None;
+        let mut result = self.request(Op::Delete, name, &mut transport);
+        if result.is_ok() {
+            let received = self.receive(Some(name), &mut |_| Ok(()), &mut transport);
+            result = received.and_then(|status| outcome(Op::Delete, status));
         }
+        result.map_err(|fault| fault.into_client(transport, None))
     }
 
     /// Lists the user's names, calling `each` once per name in the server's
@@ -653,198 +435,168 @@ impl<'b, C: Connect> Client<'b, C> {
     /// bytes, as the server sent them: one name that is not UTF-8 does not
     /// spoil the list, and a caller that only compares needs no UTF-8 code.
     pub fn list(&mut self, mut each: impl FnMut(&[u8])) -> Result<usize, ClientError<ConnError<C>>> {
-        self.send(&Request {
-            user_id: self.user_id,
-            version: PROTOCOL_VERSION,
-            op: Op::List,
-            name: "",
-            size: 0,
-        })?;
-        let mut pending = NameBuf::new();
-        let mut count = 0;
-        let mut emit = |pending: &mut NameBuf| {
-            if !pending.is_empty() {
-                each(pending.as_bytes());
-                count += 1;
-                pending.clear();
-            }
-        };
-        let received = self.receive(None, &mut |event| {
-            let Event::Payload(chunk) = event else { return Ok(()) };
-            for piece in chunk.split_inclusive(|&b| b == b'\n') {
-                let (text, ends) = match piece.split_last() {
-                    Some((b'\n', text)) => (text, true),
-                    _ => (piece, false),
-                };
-                // Some servers end the payload with a NUL; names never hold one.
-                let text = text.split(|&b| b == 0).next().unwrap_or(&[]);
-                if !pending.extend(text) {
-                    return Err(Stop::Protocol(ProtocolError::BadListEntry));
-                }
-                if ends {
-                    emit(&mut pending);
-                }
-            }
-            Ok(())
-        });
-        let status = received.map_err(|f| f.into_client(None))?;
-        emit(&mut pending);
-        match status {
-            Status::Listed => Ok(count),
-            Status::NoFiles => Err(ClientError::NoFiles),
-            other => Err(ProtocolError::UnexpectedStatus(other.code()).into()),
+        let mut transport = None;
+        let mut names = ListSplitter::new();
+        let mut result = self.request(Op::List, "", &mut transport).map(|()| 0);
+        if result.is_ok() {
+            let received = self.receive(
+                None,
+                &mut |event| match event {
+                    Event::Payload(chunk) => names.feed(chunk, &mut each),
+                    Event::Header { .. } => Ok(()),
+                },
+                &mut transport,
+            );
+            result = received.and_then(|status| {
+                let count = names.finish(&mut each);
+                outcome(Op::List, status).map(|()| count)
+            });
         }
+        result.map_err(|fault| fault.into_client(transport, None))
     }
 
-    /// Connects unless a connection is held.
-    fn connection<L>(&mut self) -> Result<(), ClientError<ConnError<C>, L>> {
-        if self.conn.is_none() {
-            self.pipelining = false;
-            self.conn = Some(self.connector.connect().map_err(TransportError::Io)?);
-        }
+    /// Opens a connection, replacing any held one.
+    fn connect(&mut self) -> Result<(), TransportError<ConnError<C>>> {
+        self.conn = None;
+        self.conn = Some(self.connector.connect()?);
+        self.session.connected();
         Ok(())
     }
 
-    /// Sends a request without payload.
-    fn send<L>(&mut self, request: &Request<'_>) -> Result<(), ClientError<ConnError<C>, L>> {
-        let len = request.emit(self.buf).map_err(|_| ClientError::SinkFull)?;
-        self.connection::<L>()?;
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(TransportError::Closed.into());
-        };
-        if let Err(e) = write_all(conn, self.buf.get(..len).unwrap_or(&[])) {
+    /// Writes `buf[..len]` whole, connecting first if the session has no connection.
+    fn send(&mut self, len: usize) -> Result<(), TransportError<ConnError<C>>> {
+        if self.session.needs_connection() {
+            self.connect()?;
+        }
+        let conn = self.conn.as_mut().ok_or(TransportError::Closed)?;
+        write_all(conn, self.buf.get(..len).unwrap_or(&[]))
+    }
+
+    /// Drops the connection when the session has given it up.
+    fn follow_session(&mut self) {
+        if self.session.needs_connection() {
             self.conn = None;
-            return Err(e.into());
         }
-        Ok(())
     }
 
-    /// Reads one response, handing its header and payload to `on_event`
-    /// (a 1003 reason is collected here), and keeps the connection only if
-    /// the server promised to (version 2) and the response was whole. A
-    /// 210, 212 or 1001 must name `expected`, if given.
+    /// Sends a request without payload, connecting first if need be.
+    fn request(&mut self, op: Op, name: &str, transport: &mut Kept<C>) -> Result<(), Fault> {
+        let len = self.session.emit(self.buf, op, name, 0)?;
+        self.send(len).map_err(|e| {
+            self.disconnect();
+            transport.get_or_insert(e);
+            Fault::Transport
+        })
+    }
+
+    /// Reads one answer, handing its header and payload to `on_event` (a
+    /// 1003 reason is collected by the engine), and keeps the connection
+    /// only if the engine says the server promised to. A 210, 212 or 1001
+    /// must name `expected`, if given.
     ///
     /// `on_event` is a trait object so that one copy of the reading loop
     /// serves every request: on a microcontroller each copy costs flash.
     fn receive(
         &mut self,
         expected: Option<&str>,
-        on_event: &mut dyn FnMut(Event<'_>) -> Result<(), Stop>,
-    ) -> Result<Status, Failed<ConnError<C>>> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(Failed::Transport(TransportError::Closed));
-        };
+        on_event: &mut dyn FnMut(Event<'_>) -> Result<(), Fault>,
+        transport: &mut Kept<C>,
+    ) -> Result<Status, Fault> {
         let expected = expected.map(str::as_bytes);
-        let result = receive(conn, self.buf, &mut self.decoder, &mut self.reason, expected, on_event);
-        if matches!(result, Ok(Received { reusable: true, .. })) {
-            self.pipelining = true;
-        } else {
-            self.conn = None;
-            self.pipelining = false;
-        }
-        result.map(|r| r.status)
+        let verdict = match self.conn.as_mut() {
+            Some(conn) => receive(conn, self.buf, &mut self.answer, expected, on_event, transport),
+            None => Err(Fault::Closed),
+        };
+        self.session.answered(&verdict);
+        self.follow_session();
+        verdict.map(|v| v.status)
     }
 }
 
-/// Why a response handler stopped reading.
-enum Stop {
-    /// The caller's sink failed; the caller kept its error.
-    Local,
-    SinkFull,
-    Protocol(ProtocolError),
-}
-
-/// How reading a response failed, before the caller's error type is known.
-enum Failed<E> {
-    Transport(TransportError<E>),
-    Protocol(ProtocolError),
-    Server,
-    Stopped(Stop),
-}
-
-impl<E> From<TransportError<E>> for Failed<E> {
-    fn from(e: TransportError<E>) -> Self {
-        Failed::Transport(e)
-    }
-}
-
-impl<E> From<ProtocolError> for Failed<E> {
-    fn from(e: ProtocolError) -> Self {
-        Failed::Protocol(e)
-    }
-}
-
-impl<E> Failed<E> {
-    /// The caller's error, with the local error its handler kept.
-    fn into_client<L>(self, local: Option<L>) -> ClientError<E, L> {
-        match self {
-            Failed::Transport(e) => ClientError::Transport(e),
-            Failed::Protocol(e) | Failed::Stopped(Stop::Protocol(e)) => ClientError::Protocol(e),
-            Failed::Server => ClientError::Server,
-            Failed::Stopped(Stop::Local) => local.map_or(ClientError::SinkFull, ClientError::Local),
-            Failed::Stopped(Stop::SinkFull) => ClientError::SinkFull,
-        }
-    }
-}
-
-/// A 210, 212 or 1001 names the file it answers; one that names another
-/// file than the request is not this request's answer. The names are
-/// compared where they lie, in the decoder and the caller's `&str`: no copy.
-fn check_echo(header: &Response<'_>, expected: &[u8]) -> Result<(), ProtocolError> {
-    let names_a_file = matches!(header.status, Status::Restored | Status::Done | Status::NotFound);
-    if names_a_file && header.name != expected { Err(ProtocolError::NameMismatch) } else { Ok(()) }
-}
-
+/// The reading loop: exactly the bytes the answer still needs, fed to the engine.
 fn receive<T: Read>(
     conn: &mut T,
     buf: &mut [u8],
-    decoder: &mut ResponseDecoder,
-    reason: &mut ServerReason,
+    answer: &mut AnswerReader,
     expected: Option<&[u8]>,
-    on_event: &mut dyn FnMut(Event<'_>) -> Result<(), Stop>,
-) -> Result<Received, Failed<T::Error>> {
-    decoder.reset();
-    reason.clear();
-    let mut ended_early = false;
-    while !decoder.is_complete() {
-        let want = decoder.needed().min(buf.len());
+    on_event: &mut dyn FnMut(Event<'_>) -> Result<(), Fault>,
+    transport: &mut Option<TransportError<T::Error>>,
+) -> Result<Verdict, Fault> {
+    answer.start();
+    loop {
+        let want = answer.needed().min(buf.len());
         let Some(window) = buf.get_mut(..want).filter(|w| !w.is_empty()) else { break };
-        let n = conn.read(window).map_err(TransportError::Io)?;
+        let n = match conn.read(window) {
+            Ok(n) => n,
+            Err(e) => {
+                transport.get_or_insert(TransportError::Io(e));
+                return Err(Fault::Transport);
+            }
+        };
         if n == 0 {
-            match decoder.finish()? {
-                ResponseEnd::Nothing => return Err(TransportError::Closed.into()),
-                ResponseEnd::Complete => {
-                    ended_early = true;
-                    break;
-                }
-            }
+            answer.closed()?;
+            break;
         }
-        match decoder.feed(buf.get(..n).unwrap_or(&[]))? {
-            (_, Decoded::Header) => {
-                if let Some(h) = decoder.header() {
-                    // Before the caller sees it: no byte of another file's
-                    // payload reaches the caller's sink.
-                    if let Some(expected) = expected {
-                        check_echo(&h, expected)?;
-                    }
-                    on_event(Event::Header { status: h.status, size: h.size, name: h.name })
-                        .map_err(Failed::Stopped)?;
-                }
-            }
-            (_, Decoded::Payload(chunk)) => match decoder.header().map(|h| h.status) {
-                Some(Status::Error) => reason.extend(chunk),
-                _ => on_event(Event::Payload(chunk)).map_err(Failed::Stopped)?,
-            },
-            _ => {}
+        if let Some(event) = answer.feed(buf.get(..n).unwrap_or(&[]), expected)? {
+            on_event(event)?;
         }
     }
-    let header = decoder.header().ok_or(ProtocolError::Truncated)?;
-    // Again for the short forms, whose header is only known at their end.
-    if let (Some(expected), true) = (expected, ended_early) {
-        check_echo(&header, expected)?;
+    answer.verdict(expected)
+}
+
+/// Where a backup's files come from: a caller's [`Batch`], or the one
+/// source of [`Client::backup`] (which so takes the batch's path).
+trait Files {
+    type Reader: Read;
+    /// Opens file `index`: its name and size; its source is then [`source`](Self::source).
+    fn open(&mut self, index: usize) -> Result<(&str, u32), <Self::Reader as ErrorType>::Error>;
+    fn source(&mut self) -> Option<&mut Self::Reader>;
+    fn name(&mut self, index: usize) -> &str;
+    fn done(&mut self, index: usize);
+}
+
+struct BatchFiles<'a, B: Batch> {
+    batch: &'a mut B,
+    source: Option<B::Reader>,
+}
+
+impl<B: Batch> Files for BatchFiles<'_, B>
+where
+    B::Reader: Read,
+{
+    type Reader = B::Reader;
+    fn open(&mut self, index: usize) -> Result<(&str, u32), <Self::Reader as ErrorType>::Error> {
+        let (name, size, source) = self.batch.file(index)?;
+        self.source = Some(source);
+        Ok((name, size))
     }
-    if header.status == Status::Error {
-        return Err(Failed::Server);
+    fn source(&mut self) -> Option<&mut Self::Reader> {
+        self.source.as_mut()
     }
-    Ok(Received { status: header.status, reusable: header.version >= PROTOCOL_VERSION && !ended_early })
+    fn name(&mut self, index: usize) -> &str {
+        self.batch.name(index)
+    }
+    fn done(&mut self, index: usize) {
+        self.batch.done(index)
+    }
+}
+
+struct OneFile<'a, R> {
+    name: &'a str,
+    size: u32,
+    source: &'a mut R,
+}
+
+impl<R: Read> Files for OneFile<'_, R> {
+    type Reader = R;
+    fn open(&mut self, _: usize) -> Result<(&str, u32), R::Error> {
+        Ok((self.name, self.size))
+    }
+    fn source(&mut self) -> Option<&mut R> {
+        Some(self.source)
+    }
+    fn name(&mut self, _: usize) -> &str {
+        self.name
+    }
+    fn done(&mut self, _: usize) {}
 }

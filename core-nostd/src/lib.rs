@@ -6,8 +6,9 @@
 //! [`wire`] let callers size those buffers at compile time. The core never
 //! touches sockets, files or clocks: hosts add those.
 //!
-//! Data flows one way: wire bytes → [`codec`] → [`client`] or [`dispatch`] →
-//! a [`store::Store`] or the caller's files.
+//! Data flows one way: wire bytes → [`codec`] → [`session`] (the client's
+//! decisions as pure state machines) → [`client`], the async client (feature
+//! `async`) or [`dispatch`] → a [`store::Store`] or the caller's files.
 //!
 //! The protocol itself is specified in `PROTOCOL.md`, included below.
 //!
@@ -21,6 +22,8 @@
 #[cfg(test)]
 extern crate std;
 
+#[cfg(feature = "async")]
+pub mod async_client;
 pub mod block;
 pub mod client;
 pub mod codec;
@@ -28,6 +31,7 @@ pub mod dispatch;
 pub mod error;
 pub mod io;
 pub mod ram_store;
+pub mod session;
 pub mod store;
 pub mod wire;
 

@@ -15,6 +15,7 @@ RAM_BUDGET=$((4 * 1024 + TRANSFER_BUF))
 
 cargo build --release --locked --quiet
 cargo build --release --locked --quiet --features baseline --target-dir target/baseline
+cargo build --release --locked --quiet --features async --target-dir target/async
 
 sizes() {
   arm-none-eabi-size -A "$1" | awk '
@@ -49,4 +50,8 @@ check "core client share of flash" "$client" "$CLIENT_BUDGET"
 echo "(static RAM includes the ${TRANSFER_BUF}-byte transfer buffer. The client share is the flash"
 echo " difference to a build that sends the same data without the client; both link the compiler's"
 echo " memory routines, ${mem_full} bytes here, which a build with nothing else to copy would not.)"
+read -r async_flash async_ram < <(sizes target/async/thumbv7m-none-eabi/release/firmware-client)
+echo "the async build (same steps through the async client on embassy-executor), reported beside:"
+printf '%-28s %7d bytes   (blocking %d)\n' "flash" "$async_flash" "$flash"
+printf '%-28s %7d bytes   (blocking %d)\n' "static RAM" "$async_ram" "$ram"
 exit $status

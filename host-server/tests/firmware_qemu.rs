@@ -17,10 +17,13 @@ fn firmware_dir() -> PathBuf {
 }
 
 /// Builds the release firmware in its own workspace and returns the ELF.
-fn build_firmware(target: &str) -> PathBuf {
+/// The async build has a target folder of its own, so the two can build at once.
+fn build_firmware(target: &str, asynchronous: bool) -> PathBuf {
     let dir = firmware_dir();
+    let target_dir = if asynchronous { "target/async" } else { "target" };
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--locked", "--quiet", "--target", target])
+        .args(["build", "--release", "--locked", "--quiet", "--target", target, "--target-dir", target_dir])
+        .args(asynchronous.then_some(["--features", "async"]).into_iter().flatten())
         .current_dir(&dir)
         // The outer build's settings are for the host, not the firmware.
         .env_remove("CARGO_TARGET_DIR")
@@ -30,21 +33,31 @@ fn build_firmware(target: &str) -> PathBuf {
         .status()
         .expect("cargo runs");
     assert!(status.success(), "the firmware builds (needs: rustup target add {target})");
-    dir.join(format!("target/{target}/release/firmware-client"))
+    dir.join(format!("{target_dir}/{target}/release/firmware-client"))
 }
 
 #[test]
 fn cortex_m3_firmware_backs_up_lists_restores_and_deletes_through_qemu_against_the_real_server() {
-    run_firmware("thumbv7m-none-eabi", None);
+    run_firmware("thumbv7m-none-eabi", None, false);
 }
 
 #[test]
 fn the_same_firmware_built_for_cortex_m0_does_too() {
-    run_firmware("thumbv6m-none-eabi", Some("cortex-m0"));
+    run_firmware("thumbv6m-none-eabi", Some("cortex-m0"), false);
 }
 
-fn run_firmware(target: &str, cpu: Option<&str>) {
-    let elf = build_firmware(target);
+#[test]
+fn the_async_firmware_on_embassy_runs_the_same_steps_through_qemu_against_the_real_server() {
+    run_firmware("thumbv7m-none-eabi", None, true);
+}
+
+#[test]
+fn the_async_firmware_built_for_cortex_m0_does_too() {
+    run_firmware("thumbv6m-none-eabi", Some("cortex-m0"), true);
+}
+
+fn run_firmware(target: &str, cpu: Option<&str>, asynchronous: bool) {
+    let elf = build_firmware(target, asynchronous);
     let root = tempfile::tempdir().unwrap();
     // QEMU connects before the guest starts, so the server listens first.
     let server =

@@ -1,7 +1,7 @@
 //! Request headers: a typed view over bytes and the parsed [`Request`].
 
-use super::bytes::{name_slice, put, u16_at, u32_at};
-use super::{BufferTooSmall, MAX_NAME_LEN, Op, REQUEST_PREFIX_LEN, field, validate_name};
+use super::bytes::{name_slice, u16_at, u32_at};
+use super::{BufferTooSmall, MAX_NAME_LEN, Op, PROTOCOL_VERSION, REQUEST_PREFIX_LEN, field, validate_name};
 use crate::error::ProtocolError;
 
 /// A read-only view of a request header held in a byte buffer.
@@ -101,6 +101,26 @@ pub struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
+    /// A backup of `size` bytes as `name`, in the version this side speaks.
+    pub const fn backup(user_id: u32, name: &'a str, size: u32) -> Self {
+        Request { user_id, version: PROTOCOL_VERSION, op: Op::Backup, name, size }
+    }
+
+    /// A restore of `name`.
+    pub const fn restore(user_id: u32, name: &'a str) -> Self {
+        Request { user_id, version: PROTOCOL_VERSION, op: Op::Restore, name, size: 0 }
+    }
+
+    /// A delete of `name`.
+    pub const fn delete(user_id: u32, name: &'a str) -> Self {
+        Request { user_id, version: PROTOCOL_VERSION, op: Op::Delete, name, size: 0 }
+    }
+
+    /// A list of the user's names.
+    pub const fn list(user_id: u32) -> Self {
+        Request { user_id, version: PROTOCOL_VERSION, op: Op::List, name: "", size: 0 }
+    }
+
     /// Parses and validates a complete header. Op 0 and other unknown ops,
     /// version 0, a `name_len` of 0 or over 255 and bad names are errors.
     pub fn parse(bytes: &'a [u8]) -> Result<Request<'a>, ProtocolError> {
@@ -158,24 +178,28 @@ impl<'a> Request<'a> {
     /// Names longer than 255 bytes are refused rather than truncated.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
         let len = self.header_len();
-        if buf.len() < len || self.name.len() > MAX_NAME_LEN {
+        let name = self.name.as_bytes();
+        if name.len() > MAX_NAME_LEN {
             return Err(BufferTooSmall);
         }
-        let mut ok = put(buf, field::REQ_USER_ID.start, &self.user_id.to_le_bytes())
-            && put(buf, field::REQ_VERSION, &[self.version])
-            && put(buf, field::REQ_OP, &[u8::from(self.op)]);
+        // Split the header into its fields once the whole of it fits: no
+        // field write can then fail, and the code stays small on firmware.
+        let out = buf.get_mut(..len).ok_or(BufferTooSmall)?;
+        let (prefix, mut rest) = out.split_at_mut_checked(REQUEST_PREFIX_LEN).ok_or(BufferTooSmall)?;
+        let [u0, u1, u2, u3] = self.user_id.to_le_bytes();
+        prefix.copy_from_slice(&[u0, u1, u2, u3, self.version, u8::from(self.op)]);
         if self.op.has_name() {
-            // The length check above bounds the name to 255 bytes.
-            let name_len = self.name.len() as u16;
-            ok = ok
-                && put(buf, field::REQ_NAME_LEN.start, &name_len.to_le_bytes())
-                && put(buf, field::REQ_NAME, self.name.as_bytes());
+            // The check above bounds the name to 255 bytes.
+            let (name_len, tail) = rest.split_at_mut_checked(2).ok_or(BufferTooSmall)?;
+            name_len.copy_from_slice(&(name.len() as u16).to_le_bytes());
+            let (name_field, tail) = tail.split_at_mut_checked(name.len()).ok_or(BufferTooSmall)?;
+            name_field.copy_from_slice(name);
+            rest = tail;
         }
         if self.op.has_payload() {
-            let at = field::req_size(self.name.len()).start;
-            ok = ok && put(buf, at, &self.size.to_le_bytes());
+            rest.get_mut(..4).ok_or(BufferTooSmall)?.copy_from_slice(&self.size.to_le_bytes());
         }
-        if ok { Ok(len) } else { Err(BufferTooSmall) }
+        Ok(len)
     }
 }
 

@@ -11,6 +11,10 @@
 // The baseline build leaves the client steps unused.
 #![cfg_attr(feature = "baseline", allow(dead_code))]
 
+#[cfg(feature = "async")]
+mod async_content;
+#[cfg(feature = "async")]
+mod async_uart;
 mod content;
 mod report;
 mod uart;
@@ -59,10 +63,41 @@ enum Step {
 #[entry]
 fn main() -> ! {
     let link = uart::Uart::init();
-    let result = match cortex_m::singleton!(: [u8; TRANSFER_BUF_LEN] = [0; TRANSFER_BUF_LEN]) {
-        Some(buf) => session(link, buf),
-        None => Err(Step::Setup),
+    let Some(buf) = cortex_m::singleton!(: [u8; TRANSFER_BUF_LEN] = [0; TRANSFER_BUF_LEN]) else {
+        finish(Err(Step::Setup))
     };
+    run(link, buf)
+}
+
+#[cfg(not(feature = "async"))]
+fn run(link: uart::Uart, buf: &'static mut [u8]) -> ! {
+    finish(session(link, buf))
+}
+
+/// The async build: the same steps as one task on embassy's thread-mode
+/// executor, through the async client.
+#[cfg(feature = "async")]
+fn run(_link: uart::Uart, buf: &'static mut [u8]) -> ! {
+    let Some(executor) =
+        cortex_m::singleton!(: embassy_executor::Executor = embassy_executor::Executor::new())
+    else {
+        finish(Err(Step::Setup))
+    };
+    executor.run(|spawner| {
+        if spawner.spawn(async_task(buf)).is_err() {
+            finish(Err(Step::Setup));
+        }
+    })
+}
+
+#[cfg(feature = "async")]
+#[embassy_executor::task]
+async fn async_task(buf: &'static mut [u8]) {
+    finish(async_session(buf).await)
+}
+
+/// Reports the result to the host and stops QEMU.
+fn finish(result: Result<(), Step>) -> ! {
     let stack = report::stack_high_water_mark();
     match result {
         Ok(()) => {
@@ -95,7 +130,7 @@ fn say(text: &[&[u8]], number: u32, tail: &[u8]) {
     report::line(&parts);
 }
 
-#[cfg(not(feature = "baseline"))]
+#[cfg(not(any(feature = "baseline", feature = "async")))]
 fn session(_uart: uart::Uart, buf: &'static mut [u8]) -> Result<(), Step> {
     use backup_core::{Client, ClientError};
     use content::{CONFIG_NAME, Checker, LOG_NAME, USER_ID};
@@ -148,12 +183,62 @@ fn session(_uart: uart::Uart, buf: &'static mut [u8]) -> Result<(), Step> {
     Ok(())
 }
 
+/// The blocking session's steps through the async client: the same calls,
+/// awaited.
+#[cfg(feature = "async")]
+async fn async_session(buf: &'static mut [u8]) -> Result<(), Step> {
+    use backup_core::ClientError;
+    use backup_core::async_client::AsyncClient;
+    use content::{CONFIG_NAME, Checker, LOG_NAME, USER_ID};
+
+    let mut client = AsyncClient::new(uart::UartLink, USER_ID, buf).map_err(|_| Step::Setup)?;
+    client.backup(LOG_NAME, content::LOG_LEN, &mut Generated::log()).await.map_err(|_| Step::BackupLog)?;
+    client
+        .backup(CONFIG_NAME, content::CONFIG_LEN, &mut Generated::config())
+        .await
+        .map_err(|_| Step::BackupConfig)?;
+    let mut seen = 0u8;
+    client
+        .list(|name| {
+            if name == LOG_NAME.as_bytes() {
+                seen |= 1;
+            } else if name == CONFIG_NAME.as_bytes() {
+                seen |= 2;
+            }
+        })
+        .await
+        .map_err(|_| Step::List)?;
+    if seen != 3 {
+        return Err(Step::List);
+    }
+    for (name, expected, step) in [
+        (LOG_NAME, Generated::log(), Step::RestoreLog),
+        (CONFIG_NAME, Generated::config(), Step::RestoreConfig),
+    ] {
+        let mut check = Checker::new();
+        let size = client.restore(name, &mut check, |_| {}).await.map_err(|_| step)?;
+        if size != expected.len() || check.count != size || check.hash.0 != expected.checksum() {
+            return Err(step);
+        }
+        log!("restored {=str}: {=u32} bytes, checksum ok (async)", name, size);
+    }
+    client.delete(CONFIG_NAME).await.map_err(|_| Step::Delete)?;
+    match client.restore(CONFIG_NAME, &mut Checker::new(), |_| {}).await {
+        Err(ClientError::NotFound) => {}
+        _ => return Err(Step::RestoreDeleted),
+    }
+    if !client.is_connected() {
+        return Err(Step::Connection);
+    }
+    Ok(())
+}
+
 /// Without the client: the same data straight to the UART, so that the
 /// difference in flash between the two builds is what the client costs.
 /// Like any firmware that moves buffers, the baseline links the compiler's
 /// memory routines (memcpy, memset, memcmp); measure.sh reports their size
 /// separately, so the client's share is what it adds beyond them.
-#[cfg(feature = "baseline")]
+#[cfg(all(feature = "baseline", not(feature = "async")))]
 fn session(mut uart: uart::Uart, buf: &'static mut [u8]) -> Result<(), Step> {
     use core::hint::black_box;
     use embedded_io::{Read, Write};
