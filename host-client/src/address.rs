@@ -1,11 +1,13 @@
 //! Where the server is: `--server`, else `server.info` in the current folder,
 //! else next to the executable, else the server's default address.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
+use backup_core::wire::DEFAULT_PORT;
+
 /// Used when nothing says otherwise: where `backup-server` listens by default.
-pub const DEFAULT_SERVER: &str = "127.0.0.1:7373";
+pub const DEFAULT_SERVER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, DEFAULT_PORT));
 
 /// The name of the file that holds the server's address.
 pub const SERVER_INFO: &str = "server.info";
@@ -33,7 +35,7 @@ pub fn resolve(flag: Option<&str>, cwd: &Path, exe_dir: Option<&Path>) -> Result
     };
     let addrs: Vec<SocketAddr> = text
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve server address {text:?} (from {source}): {e}; expected HOST:PORT such as 127.0.0.1:7373 or [::1]:7373"))?
+        .map_err(|e| format!("cannot resolve server address {text:?} (from {source}): {e}; expected HOST:PORT such as {DEFAULT_SERVER} or [::1]:{DEFAULT_PORT}"))?
         .collect();
     if addrs.is_empty() {
         return Err(format!("server address {text:?} (from {source}) resolves to nothing"));
@@ -89,7 +91,7 @@ pub fn parse_server_info(content: &str, path: &Path) -> Result<String, String> {
     // Editors on Windows start UTF-8 files with a byte order mark.
     let content = content.strip_prefix('\u{feff}').unwrap_or(content);
     let line = content.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    let expected = "expected one line of the form IP:port or IP port, for example 127.0.0.1:7373";
+    let expected = format!("expected one line of the form IP:port or IP port, for example {DEFAULT_SERVER}");
     let bad = || format!("{}: cannot read the server address from {line:?}; {expected}", path.display());
     let mut words = line.split_whitespace();
     let text = match (words.next(), words.next(), words.next()) {
