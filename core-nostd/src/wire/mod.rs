@@ -52,7 +52,7 @@ pub const RESPONSE_MAX_HEADER_LEN: usize = RESPONSE_MIN_HEADER_LEN + MAX_NAME_LE
 
 /// Byte offsets of every field, in one place. Fields after the name move with
 /// its length, so they are functions of it.
-mod field {
+pub(crate) mod field {
     pub type Field = core::ops::Range<usize>;
 
     pub const REQ_USER_ID: Field = 0..4;
