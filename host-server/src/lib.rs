@@ -15,7 +15,8 @@ pub mod quota;
 pub mod rate;
 pub mod root_lock;
 pub mod server;
-pub mod sync_pool;
+/// The threads that sync group commits' files; shared with the client.
+pub use host_common::sync_pool;
 
 pub use fs_store::{FsStore, StoreOptions};
 pub use server::{DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MIN_RATE, Server, ServerConfig, ShutdownHandle};
