@@ -82,6 +82,14 @@ impl Options {
     }
 }
 
+/// The builds in the order repetition `rep` runs them, with their index:
+/// each goes first in turn, so that neither always meets a disk or a page
+/// cache the other has just warmed or filled.
+fn turns<'b, 'a>(builds: &'b [Build<'a>], rep: usize) -> impl Iterator<Item = (usize, &'b Build<'a>)> {
+    let n = builds.len();
+    (0..n).map(move |i| (i + rep) % n).filter_map(move |b| builds.get(b).map(|build| (b, build)))
+}
+
 /// Ours against the baseline on one figure.
 struct Versus {
     workload: String,
@@ -425,7 +433,7 @@ fn main() {
         let (mut up, mut down) = (vec![vec![]; builds.len()], vec![vec![]; builds.len()]);
         let (mut raw_up, mut raw_down) = (vec![], vec![]);
         for rep in 0..o.reps {
-            for (b, build) in builds.iter().enumerate() {
+            for (b, build) in turns(&builds, rep) {
                 // Fresh folders each time: ext4 is slow to reuse inodes just freed.
                 let server = Server::start(build.bin, &w(&format!("{}-1-{rep}", build.label)), &[]);
                 let backup = ["backup", big.to_str().unwrap()];
@@ -479,7 +487,7 @@ fn main() {
         let mut r = vec![[vec![], vec![], vec![], vec![]]; builds.len()];
         let mut rs = [vec![], vec![], vec![], vec![]];
         for rep in 0..o.reps {
-            for (b, build) in builds.iter().enumerate() {
+            for (b, build) in turns(&builds, rep) {
                 for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
                     let flags: &[&str] = if durable { &[] } else { &["--unsafe-no-fsync"] };
                     let root = w(&format!("{}-2-{durable}-{rep}", build.label));
@@ -522,7 +530,7 @@ fn main() {
         eprintln!("workload 3: {clients} clients x 50 files of 256 KiB");
         let mut runs: Vec<Vec<Burst>> = builds.iter().map(|_| Vec::new()).collect();
         for rep in 0..o.reps {
-            for (b, build) in builds.iter().enumerate() {
+            for (b, build) in turns(&builds, rep) {
                 let root = w(&format!("{}-3-{rep}", build.label));
                 runs[b].push(burst(build.bin, &root, clients));
             }
