@@ -1,13 +1,15 @@
 //! Where the server is: `--server`, else `server.info` in the current folder,
 //! else next to the executable, else the server's default address.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+
+use backup_core::wire::DEFAULT_PORT;
 
 use crate::framing::Framing;
 
 /// Used when nothing says otherwise: where `backup-server` listens by default.
-pub const DEFAULT_SERVER: &str = "127.0.0.1:7373";
+pub const DEFAULT_SERVER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, DEFAULT_PORT));
 
 /// The name of the file that holds the server's address.
 pub const SERVER_INFO: &str = "server.info";
@@ -39,7 +41,7 @@ pub fn resolve(flag: Option<&str>, cwd: &Path, exe_dir: Option<&Path>) -> Result
     };
     let addrs: Vec<SocketAddr> = text
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve server address {text:?} (from {source}): {e}; expected HOST:PORT such as 127.0.0.1:7373 or [::1]:7373"))?
+        .map_err(|e| format!("cannot resolve server address {text:?} (from {source}): {e}; expected HOST:PORT such as {DEFAULT_SERVER} or [::1]:{DEFAULT_PORT}"))?
         .collect();
     if addrs.is_empty() {
         return Err(format!("server address {text:?} (from {source}) resolves to nothing"));
@@ -116,7 +118,7 @@ pub fn parse_server_info(content: &str, path: &Path) -> Result<String, String> {
         Some(_) => line.rsplit_once(char::is_whitespace).map_or(line, |(address, _)| address.trim_end()),
         None => line,
     };
-    let expected = "expected one line of the form IP:port or IP port, for example 127.0.0.1:7373";
+    let expected = format!("expected one line of the form IP:port or IP port, for example {DEFAULT_SERVER}");
     let bad = || format!("{}: cannot read the server address from {line:?}; {expected}", path.display());
     let mut words = address.split_whitespace();
     let text = match (words.next(), words.next(), words.next()) {

@@ -4,34 +4,37 @@
 //!
 //! A sync waits for the disk; done inline, it would keep the next restore
 //! waiting in the socket, and done one at a time it leaves the disk idle
-//! between flushes. Here the connection goes on receiving while [`WORKERS`]
-//! threads sync in parallel (the kernel merges their flushes), and the order
-//! that makes each restored file durable (data synced, then renamed, then
-//! its folder synced) is unchanged. Lines are printed in the batch's order.
-//! After a failure no file still waiting is renamed: their temporary files
-//! are removed and their targets left alone.
+//! between flushes. Here the connection goes on receiving while a placer
+//! thread takes the files queued so far as a group and finishes them in
+//! parallel on a [`SyncPool`] (the server's group commits run on the same
+//! kind of pool; the kernel merges their flushes), and the order that makes
+//! each restored file durable (data synced, then renamed, then its folder
+//! synced) is unchanged. Lines are printed in the batch's order. After a
+//! failure no file still waiting is renamed: their temporary files are
+//! removed and their targets left alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
+use host_common::sync_pool::{Job, SYNC_THREADS, SyncPool};
 use tempfile::NamedTempFile;
 
 use crate::commands::out;
 use crate::progress::Mode;
 
-/// Files synced at once. Measured on a virtio disk: 1 thread 5,200
-/// small-file syncs and renames per second, 4 threads 11,500, 8 threads
-/// 15,000.
-pub const WORKERS: usize = 8;
+/// Threads that finish files beside the placer (which works too): the
+/// measured knee of parallel syncs (see [`SYNC_THREADS`]).
+pub const WORKERS: usize = SYNC_THREADS;
 
-/// Restored files waiting for a worker, at most: each holds an open file
-/// descriptor, and a full queue makes the connection wait for the disk.
+/// Restored files waiting for the placer, at most, and the most it takes
+/// as one group: each holds an open file descriptor (so at most twice this
+/// many are open), and a full queue makes the connection wait for the disk.
 const QUEUE_LEN: usize = 64;
 
 /// How restored files are put in place.
@@ -78,7 +81,7 @@ struct Outcome {
 pub struct Finisher {
     queue: Option<SyncSender<Restored>>,
     failed: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
+    placer: Option<JoinHandle<()>>,
     collector: Option<JoinHandle<Finished>>,
 }
 
@@ -86,18 +89,17 @@ impl Finisher {
     /// Starts the threads; `mode` says whether to print a line per file.
     pub fn start(how: Placement, mode: Mode) -> io::Result<Finisher> {
         let (queue, files) = sync_channel(QUEUE_LEN);
-        let files = Arc::new(Mutex::new(files));
         let (outcomes, collected) = channel();
         let failed = Arc::new(AtomicBool::new(false));
-        let mut finisher = Finisher { queue: Some(queue), failed, workers: Vec::new(), collector: None };
-        for n in 0..WORKERS {
-            let (files, outcomes, failed) = (files.clone(), outcomes.clone(), finisher.failed.clone());
-            let worker = std::thread::Builder::new()
-                .name(format!("finisher-{n}"))
-                .spawn(move || work(&files, &outcomes, &failed, how))?;
-            finisher.workers.push(worker);
-        }
-        drop(outcomes);
+        let mut finisher = Finisher { queue: Some(queue), failed, placer: None, collector: None };
+        // Threads the system refuses are done without: the placer then
+        // finishes its groups alone.
+        let pool = SyncPool::start(WORKERS);
+        let placer_failed = finisher.failed.clone();
+        let placer = std::thread::Builder::new()
+            .name("finisher-placer".into())
+            .spawn(move || place_groups(&files, &pool, &outcomes, &placer_failed, how))?;
+        finisher.placer = Some(placer);
         let failed = finisher.failed.clone();
         let collector = std::thread::Builder::new()
             .name("finisher".into())
@@ -129,8 +131,8 @@ impl Finisher {
     /// Closes the queue and waits for every thread; the collector's report.
     fn join(&mut self) -> Option<std::thread::Result<Finished>> {
         self.queue = None;
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
+        if let Some(placer) = self.placer.take() {
+            let _ = placer.join();
         }
         self.collector.take().map(JoinHandle::join)
     }
@@ -148,23 +150,51 @@ fn stopped() -> io::Error {
     io::Error::other("stopped after an earlier file failed")
 }
 
-fn work(files: &Mutex<Receiver<Restored>>, outcomes: &Sender<Outcome>, failed: &AtomicBool, how: Placement) {
-    loop {
-        // Hold the lock only to take the next file, not while syncing it.
-        let next = files.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(file) = next else { return };
-        if failed.load(Ordering::Relaxed) {
-            // Dropping the temporary file removes it.
-            continue;
+/// Takes the queued files a group at a time (what has arrived, up to
+/// [`QUEUE_LEN`]) and finishes each group on the pool, until the queue
+/// closes.
+fn place_groups(
+    files: &Receiver<Restored>,
+    pool: &SyncPool,
+    outcomes: &Sender<Outcome>,
+    failed: &Arc<AtomicBool>,
+    how: Placement,
+) {
+    while let Ok(first) = files.recv() {
+        let mut group = vec![first];
+        while group.len() < QUEUE_LEN {
+            match files.try_recv() {
+                Ok(file) => group.push(file),
+                Err(_) => break,
+            }
         }
-        let (index, name) = (file.index, file.name.clone());
-        let size = file.size;
-        let result = place(file.temp, &file.target, how).map(|()| (file.target, size));
-        if result.is_err() {
-            failed.store(true, Ordering::Relaxed);
+        let jobs = group
+            .into_iter()
+            .map(|file| {
+                let failed = failed.clone();
+                Box::new(move || finish(file, &failed, how)) as Job<Option<Outcome>>
+            })
+            .collect();
+        for outcome in pool.run_all(jobs).into_iter().flatten() {
+            let _ = outcomes.send(outcome);
         }
-        let _ = outcomes.send(Outcome { index, name, result });
     }
+}
+
+/// Places one file, unless an earlier one failed (then its temporary file
+/// is removed, and it has no outcome).
+fn finish(file: Restored, failed: &AtomicBool, how: Placement) -> Option<Outcome> {
+    if failed.load(Ordering::Relaxed) {
+        // Dropping the temporary file removes it.
+        return None;
+    }
+    let (index, name) = (file.index, file.name.clone());
+    let size = file.size;
+    let result = place(file.temp, &file.target, how).map(|()| (file.target, size));
+    if result.is_err() {
+        failed.store(true, Ordering::Relaxed);
+    }
+    Some(Outcome { index, name, result })
 }
 
 /// Syncs a complete temporary file (unless told not to) and renames it over
@@ -181,7 +211,7 @@ pub fn place(temp: NamedTempFile, target: &Path, how: Placement) -> io::Result<(
         .map_err(|e| io::Error::new(e.error.kind(), format!("{}: {}", target.display(), e.error)))
 }
 
-/// Takes the workers' outcomes as they come, reports them in the batch's
+/// Takes the files' outcomes as they come, reports them in the batch's
 /// order, and syncs the folders once every worker is done.
 fn collect(outcomes: &Receiver<Outcome>, failed: &AtomicBool, how: Placement, mode: Mode) -> Finished {
     let mut done = Finished::default();
@@ -195,7 +225,7 @@ fn collect(outcomes: &Receiver<Outcome>, failed: &AtomicBool, how: Placement, mo
             record(&mut done, &mut folders, outcome, mode == Mode::Lines);
         }
     }
-    // Files finished after a gap (a failure, or files the workers dropped)
+    // Files finished after a gap (a failure, or files dropped after it)
     // are in place too, and their folders need the same sync; after a
     // failure no line is printed.
     for outcome in waiting.into_values() {

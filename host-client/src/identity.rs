@@ -4,6 +4,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use backup_core::wire::MIN_USER_ID;
+
+/// The ids a user may have, for messages and `--help`: the protocol's
+/// `user_id` is a u32, and 0 is not used.
+pub fn id_range() -> String {
+    format!("{MIN_USER_ID} to {}", u32::MAX)
+}
+
 /// Where the id is kept: `$XDG_CONFIG_HOME/backup-client/user-id`, or
 /// `~/.config/backup-client/user-id`.
 pub fn id_path() -> Option<PathBuf> {
@@ -18,11 +26,12 @@ pub fn id_path() -> Option<PathBuf> {
 pub fn load_or_create(path: &Path) -> Result<(u32, bool), String> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let id = text.trim().parse::<u32>().ok().filter(|&id| id != 0).ok_or_else(|| {
+            let id = text.trim().parse::<u32>().ok().filter(|&id| id >= MIN_USER_ID).ok_or_else(|| {
                 format!(
-                    "{} holds {:?}, not a user id (1 to 4294967295); fix or remove it",
+                    "{} holds {:?}, not a user id ({}); fix or remove it",
                     path.display(),
-                    text.trim()
+                    text.trim(),
+                    id_range()
                 )
             })?;
             Ok((id, false))
@@ -30,7 +39,7 @@ pub fn load_or_create(path: &Path) -> Result<(u32, bool), String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = loop {
                 let id: u32 = rand::random();
-                if id != 0 {
+                if id >= MIN_USER_ID {
                     break id;
                 }
             };

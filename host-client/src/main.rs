@@ -13,37 +13,53 @@ use backup_client::identity;
 use backup_client::progress::Mode;
 use backup_client::transport::TcpConnector;
 use backup_core::Client;
+use backup_core::wire::{DEFAULT_PORT, MIN_USER_ID};
 use clap::{Parser, Subcommand};
 
 /// Transfers stream through this buffer; memory does not grow with file size.
 const BUFFER_LEN: usize = 256 * 1024;
 
-const EXAMPLES: &str = "\
+/// The end of `--help`; the default address is the core's, so it is
+/// formatted when clap builds the help.
+fn examples() -> String {
+    format!(
+        "\
 Examples:
   backup-client backup notes.txt photo.jpg     back up two files under their names
   backup-client backup ~/.bashrc --as bashrc   back up under another name
   backup-client list                           one name per line
   backup-client restore notes.txt -o /tmp/     restore into a folder
   backup-client delete photo.jpg
-  backup-client --server 192.0.2.7:7373 list   talk to another server
+  backup-client --server 192.0.2.7:{DEFAULT_PORT} list   talk to another server
 
 The server is --server, else the line in ./server.info (IP:port or IP port),
-else server.info next to this program, else 127.0.0.1:7373.
+else server.info next to this program, else {}.
 
 Exit status: 0 success, 1 local problem, 2 usage, 3 no such file,
-4 no files stored, 5 refused by the server, 6 connection or protocol failure.";
+4 no files stored, 5 refused by the server, 6 connection or protocol failure.",
+        address::DEFAULT_SERVER
+    )
+}
 
 /// Back files up to a backup-server, list, restore and delete them.
 #[derive(Debug, Parser)]
-#[command(version, after_long_help = EXAMPLES)]
+#[command(version, after_long_help = examples())]
 struct Cli {
     /// Server address: HOST:PORT, IPv4 or [IPv6]:PORT.
     #[arg(long, global = true, env = "BACKUP_SERVER")]
     server: Option<String>,
 
-    /// User id (1 to 4294967295); by default the one saved in
-    /// ~/.config/backup-client/user-id, created on first use.
-    #[arg(long, global = true, env = "BACKUP_USER", value_parser = clap::value_parser!(u32).range(1..))]
+    // The help names the range the core allows, so it is built at run time.
+    #[arg(
+        long,
+        global = true,
+        env = "BACKUP_USER",
+        help = format!(
+            "User id ({}); by default the one saved in ~/.config/backup-client/user-id, created on first use",
+            identity::id_range()
+        ),
+        value_parser = clap::value_parser!(u32).range(i64::from(MIN_USER_ID)..)
+    )]
     user: Option<u32>,
 
     /// Seconds the server may keep the client waiting: to connect, and in

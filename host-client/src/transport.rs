@@ -6,7 +6,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use backup_core::Connect;
-use rustix::event::{PollFd, PollFlags, Timespec};
 
 /// Bytes that must move between client and server, in either direction,
 /// for the wait budget to start over.
@@ -159,9 +158,6 @@ impl embedded_io::ReadReady for TcpConn {
     /// Whether the server has sent something (or closed) already: during an
     /// upload, that is its early refusal.
     fn read_ready(&mut self) -> io::Result<bool> {
-        let mut fds = [PollFd::new(&self.stream, PollFlags::IN)];
-        let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
-        let ready = rustix::event::poll(&mut fds, Some(&zero))?;
-        Ok(ready > 0)
+        host_common::ready::readable_now(&self.stream)
     }
 }

@@ -305,9 +305,7 @@ impl embedded_io::ReadReady for Conn {
         if self.pos < self.filled {
             return Ok(true);
         }
-        let mut fds = [PollFd::new(&self.stream, PollFlags::IN)];
-        let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
-        Ok(rustix::event::poll(&mut fds, Some(&zero))? > 0)
+        host_common::ready::readable_now(&self.stream)
     }
 }
 

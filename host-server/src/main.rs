@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use backup_core::wire::MAX_FILE_SIZE;
 use backup_server::{
     DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MIN_RATE, DEFAULT_ROOT, Server, ServerConfig,
 };
@@ -23,7 +24,7 @@ use clap::Parser;
 )]
 struct Args {
     /// Address and port to listen on (IPv4 or [IPv6]).
-    #[arg(long, env = "BACKUP_LISTEN", default_value = DEFAULT_LISTEN)]
+    #[arg(long, env = "BACKUP_LISTEN", default_value_t = DEFAULT_LISTEN)]
     listen: SocketAddr,
 
     /// Also listen here for clients using 1024-byte block framing (the
@@ -62,7 +63,7 @@ struct Args {
 
     /// Largest file accepted, in bytes or with a unit (64MiB, 2GB).
     /// Larger uploads are refused before their data is sent.
-    #[arg(long, env = "BACKUP_MAX_FILE_SIZE", default_value = "4294967295", value_parser = parse_file_size)]
+    #[arg(long, env = "BACKUP_MAX_FILE_SIZE", default_value_t = MAX_FILE_SIZE, value_parser = parse_file_size)]
     max_file_size: u32,
 
     /// Bytes each user may store in all (e.g. 10GiB); unlimited if unset.
@@ -101,7 +102,7 @@ fn parse_size(text: &str) -> Result<u64, String> {
 fn parse_file_size(text: &str) -> Result<u32, String> {
     let size = parse_size(text)?;
     u32::try_from(size)
-        .map_err(|_| format!("{size} is over the protocol's limit of 4294967295 bytes (4 GiB - 1)"))
+        .map_err(|_| format!("{size} is over the protocol's limit of {MAX_FILE_SIZE} bytes (4 GiB - 1)"))
 }
 
 /// Every connection is a file descriptor, and many systems start processes

@@ -22,6 +22,16 @@ pub const PROTOCOL_VERSION: u8 = 2;
 /// The first version of the protocol; servers answering it may close after every response.
 pub const LEGACY_VERSION: u8 = 1;
 
+/// The TCP port servers listen on and clients connect to unless told
+/// otherwise.
+pub const DEFAULT_PORT: u16 = 7373;
+
+/// The lowest user id in use. User id 0 is not used: clients never send it
+/// (a client refuses it as a setting and never picks it as a new id), which
+/// leaves 0 to mean "no user" where a server reports a request too short to
+/// carry its user id. A server does not refuse requests for user 0.
+pub const MIN_USER_ID: u32 = 1;
+
 /// Longest file name, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
 /// Longest reason carried in a 1003 response payload, in bytes.
@@ -42,7 +52,7 @@ pub const RESPONSE_MAX_HEADER_LEN: usize = RESPONSE_MIN_HEADER_LEN + MAX_NAME_LE
 
 /// Byte offsets of every field, in one place. Fields after the name move with
 /// its length, so they are functions of it.
-mod field {
+pub(crate) mod field {
     pub type Field = core::ops::Range<usize>;
 
     pub const REQ_USER_ID: Field = 0..4;

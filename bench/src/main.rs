@@ -4,6 +4,13 @@
 //!
 //! Run it through `bash .ci/bench`, which builds the release binaries and
 //! installs the peers. See BENCHMARKS.md for the workloads and results.
+//!
+//! `--bin DIR` names the folder holding the `backup-server` and
+//! `backup-client` to measure (default: this program's own folder), and
+//! `--baseline-bin DIR` another build of both (`.ci/bench --baseline REV`
+//! builds one from an earlier commit): workloads 1 to 3 then run against
+//! both, repetition by repetition in turn, so that both see the same
+//! machine, and a second table gives ours beside the baseline's.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -27,6 +34,10 @@ struct Options {
     churn: usize,
     /// Workloads to run (`--only 1,3`); all by default.
     only: Vec<u32>,
+    /// Where our `backup-server` and `backup-client` are.
+    bin: PathBuf,
+    /// Where the baseline's are, if it is measured too.
+    baseline: Option<PathBuf>,
 }
 
 impl Options {
@@ -48,7 +59,43 @@ fn options() -> Options {
         churn: if quick { 1000 } else { 10_000 },
         only: value("--only")
             .map_or_else(Vec::new, |v| v.split(',').filter_map(|w| w.parse().ok()).collect()),
+        bin: value("--bin").map_or_else(own_dir, PathBuf::from),
+        baseline: value("--baseline-bin").map(PathBuf::from),
     }
+}
+
+/// A build of the server and the client: ours, or the baseline.
+struct Build<'a> {
+    /// `ours` or `base`: labels and folder names.
+    label: &'static str,
+    bin: &'a Path,
+}
+
+impl Options {
+    /// Ours first, then the baseline if there is one.
+    fn builds(&self) -> Vec<Build<'_>> {
+        let mut builds = vec![Build { label: "ours", bin: &self.bin }];
+        if let Some(bin) = &self.baseline {
+            builds.push(Build { label: "base", bin });
+        }
+        builds
+    }
+}
+
+/// The builds in the order repetition `rep` runs them, with their index:
+/// each goes first in turn, so that neither always meets a disk or a page
+/// cache the other has just warmed or filled.
+fn turns<'b, 'a>(builds: &'b [Build<'a>], rep: usize) -> impl Iterator<Item = (usize, &'b Build<'a>)> {
+    let n = builds.len();
+    (0..n).map(move |i| (i + rep) % n).filter_map(move |b| builds.get(b).map(|build| (b, build)))
+}
+
+/// Ours against the baseline on one figure.
+struct Versus {
+    workload: String,
+    unit: &'static str,
+    ours: Stat,
+    baseline: Stat,
 }
 
 /// Figures of repeated runs.
@@ -79,8 +126,18 @@ struct Row {
     peers: Vec<(&'static str, Stat)>,
 }
 
-fn bin_dir() -> PathBuf {
+/// This program's folder: `target/release`, where `.ci/bench` built the
+/// server and the client beside it.
+fn own_dir() -> PathBuf {
     std::env::current_exe().expect("own path").parent().expect("a folder").to_path_buf()
+}
+
+/// Stops with a clear message if `bin` lacks the server or the client.
+fn check_bins(bin: &Path) {
+    for name in ["backup-server", "backup-client"] {
+        let path = bin.join(name);
+        assert!(path.is_file(), "{} is missing (build it with cargo build --release)", path.display());
+    }
 }
 
 fn free_port() -> u16 {
@@ -94,8 +151,8 @@ struct Server {
 }
 
 impl Server {
-    fn start(root: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(bin_dir().join("backup-server"))
+    fn start(bin: &Path, root: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(bin.join("backup-server"))
             .args(["--listen", "127.0.0.1:0", "--log-level", "error", "--root"])
             .arg(root)
             .args(extra)
@@ -128,9 +185,9 @@ impl Drop for Server {
     }
 }
 
-fn client(server: &Server, args: &[&str], extra: &[String]) -> Duration {
+fn client(bin: &Path, server: &Server, args: &[&str], extra: &[String]) -> Duration {
     let started = Instant::now();
-    let status = Command::new(bin_dir().join("backup-client"))
+    let status = Command::new(bin.join("backup-client"))
         .args(["-q", "--user", "1", "--server", &server.addr.to_string()])
         .args(args)
         .args(extra)
@@ -262,9 +319,10 @@ struct Burst {
 }
 
 /// `clients` threads at once, each backing up 50 files of 256 KiB and then
-/// restoring them, against a new server storing in `root`.
-fn burst(root: &Path, clients: usize) -> Burst {
-    let server = Server::start(root, &[]);
+/// restoring them, against a new server (from `bin`) storing in `root`. The
+/// clients are this program's core client, whichever server is measured.
+fn burst(bin: &Path, root: &Path, clients: usize) -> Burst {
+    let server = Server::start(bin, root, &[]);
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let errors = Arc::new(Mutex::new(0usize));
     let file = Arc::new({
@@ -339,6 +397,9 @@ fn burst(root: &Path, clients: usize) -> Burst {
 
 fn main() {
     let o = options();
+    for build in o.builds() {
+        check_bins(build.bin);
+    }
     // Deleting tens of thousands of files makes ext4 slow to create new ones
     // for minutes, which would skew this run's small-file figures: move the
     // last run's files aside now and delete them only when done.
@@ -347,8 +408,21 @@ fn main() {
     let _ = std::fs::rename(&o.work, &old);
     std::fs::create_dir_all(&o.work).expect("work folder");
     let w = |p: &str| o.work.join(p);
+    let builds = o.builds();
     let mut rows = Vec::new();
+    let mut versus = Vec::new();
     let mut notes = Vec::new();
+    // Ours against the baseline: figures of builds[0] and builds[1].
+    let mut compare = |workload: String, unit: &'static str, figures: &[Vec<f64>]| {
+        if let [ours, baseline] = figures {
+            versus.push(Versus {
+                workload,
+                unit,
+                ours: Stat(ours.clone()),
+                baseline: Stat(baseline.clone()),
+            });
+        }
+    };
 
     let mut rss1 = 0.0f64;
     if o.runs(1) {
@@ -356,35 +430,40 @@ fn main() {
         eprintln!("workload 1: one {} MiB file", o.big / MIB);
         let big = w("big.bin");
         write_random(&big, o.big, 7);
-        let (mut ours_up, mut ours_down, mut raw_up, mut raw_down) = (vec![], vec![], vec![], vec![]);
+        let (mut up, mut down) = (vec![vec![]; builds.len()], vec![vec![]; builds.len()]);
+        let (mut raw_up, mut raw_down) = (vec![], vec![]);
         for rep in 0..o.reps {
-            // Fresh folders each time: ext4 is slow to reuse inodes just freed.
-            let server = Server::start(&w(&format!("ours-1-{rep}")), &[]);
-            ours_up.push(mb_per_s(o.big, client(&server, &["backup", big.to_str().unwrap()], &[])));
-            let out = w(&format!("restored-1-{rep}"));
-            std::fs::create_dir_all(&out).unwrap();
-            ours_down.push(mb_per_s(
-                o.big,
-                client(&server, &["restore", "big.bin", "-o", out.to_str().unwrap()], &[]),
-            ));
-            rss1 = rss1.max(server.peak_rss_kib());
-            drop(server);
+            for (b, build) in turns(&builds, rep) {
+                // Fresh folders each time: ext4 is slow to reuse inodes just freed.
+                let server = Server::start(build.bin, &w(&format!("{}-1-{rep}", build.label)), &[]);
+                let backup = ["backup", big.to_str().unwrap()];
+                up[b].push(mb_per_s(o.big, client(build.bin, &server, &backup, &[])));
+                let out = w(&format!("restored-{}-1-{rep}", build.label));
+                std::fs::create_dir_all(&out).unwrap();
+                let restore = ["restore", "big.bin", "-o", out.to_str().unwrap()];
+                down[b].push(mb_per_s(o.big, client(build.bin, &server, &restore, &[])));
+                if b == 0 {
+                    rss1 = rss1.max(server.peak_rss_kib());
+                }
+            }
             let raw = w(&format!("raw-1-{rep}"));
             std::fs::create_dir_all(&raw).unwrap();
             raw_up.push(mb_per_s(o.big, socat_copy(&big, &raw.join("big.bin"))));
             raw_down.push(mb_per_s(o.big, socat_copy(&raw.join("big.bin"), &raw.join("back.bin"))));
         }
         let size = format!("{} MiB", o.big / MIB);
+        compare(format!("1 back up one {size} file"), "MB/s", &up);
+        compare(format!("1 restore one {size} file"), "MB/s", &down);
         rows.push(Row {
             workload: format!("1 back up one {size} file"),
             unit: "MB/s",
-            ours: Stat(ours_up),
+            ours: Stat(up.swap_remove(0)),
             peers: vec![("raw wire (socat + fsync)", Stat(raw_up))],
         });
         rows.push(Row {
             workload: format!("1 restore one {size} file"),
             unit: "MB/s",
-            ours: Stat(ours_down),
+            ours: Stat(down.swap_remove(0)),
             peers: vec![("raw wire (socat + fsync)", Stat(raw_down))],
         });
     }
@@ -403,36 +482,45 @@ fn main() {
         let rsync_root = w("rsync");
         std::fs::create_dir_all(&rsync_root).unwrap();
         let rsync = Rsync::start(&o.work, &rsync_root);
-        let mut r = [vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]];
+        // Ours (per build): synced up and down, unsynced up and down; then
+        // rsync the same four.
+        let mut r = vec![[vec![], vec![], vec![], vec![]]; builds.len()];
+        let mut rs = [vec![], vec![], vec![], vec![]];
         for rep in 0..o.reps {
-            for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
-                let flags: &[&str] = if durable { &[] } else { &["--unsafe-no-fsync"] };
-                let server = Server::start(&w(&format!("ours-2-{durable}-{rep}")), flags);
-                r[up].push(per_s(n, client(&server, &["backup"], &paths)));
-                let out = w(&format!("restored-2-{durable}-{rep}"));
-                std::fs::create_dir_all(&out).unwrap();
-                let restore = ["restore", "-o", out.to_str().unwrap(), "--unsafe-no-fsync"];
-                let restore = if durable { &restore[..3] } else { &restore[..] };
-                r[down].push(per_s(n, client(&server, restore, &names)));
+            for (b, build) in turns(&builds, rep) {
+                for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
+                    let flags: &[&str] = if durable { &[] } else { &["--unsafe-no-fsync"] };
+                    let root = w(&format!("{}-2-{durable}-{rep}", build.label));
+                    let server = Server::start(build.bin, &root, flags);
+                    r[b][up].push(per_s(n, client(build.bin, &server, &["backup"], &paths)));
+                    let out = w(&format!("restored-{}-2-{durable}-{rep}", build.label));
+                    std::fs::create_dir_all(&out).unwrap();
+                    let restore = ["restore", "-o", out.to_str().unwrap(), "--unsafe-no-fsync"];
+                    let restore = if durable { &restore[..3] } else { &restore[..] };
+                    r[b][down].push(per_s(n, client(build.bin, &server, restore, &names)));
+                }
             }
-            for (fsync, up, down) in [(true, 4, 5), (false, 6, 7)] {
+            for (fsync, up, down) in [(true, 0, 1), (false, 2, 3)] {
                 let dest = format!("{fsync}-{rep}");
-                r[up].push(per_s(n, rsync.push(&small, &dest, fsync)));
+                rs[up].push(per_s(n, rsync.push(&small, &dest, fsync)));
                 let out = w(&format!("rsync-restored-{fsync}-{rep}"));
                 std::fs::create_dir_all(&out).unwrap();
-                r[down].push(per_s(n, rsync.pull(&dest, &out, fsync)));
+                rs[down].push(per_s(n, rsync.pull(&dest, &out, fsync)));
             }
         }
         drop(rsync);
-        let [ours_up, ours_down, nosync_up, nosync_down, rs_up, rs_down, rsp_up, rsp_down] = r.map(Stat);
-        for (what, ours, peer, theirs) in [
-            ("back up {n} x 4 KiB, synced", ours_up, "rsync --fsync", rs_up),
-            ("restore {n} x 4 KiB, synced", ours_down, "rsync --fsync", rs_down),
-            ("back up {n} x 4 KiB, no sync", nosync_up, "rsync", rsp_up),
-            ("restore {n} x 4 KiB, no sync", nosync_down, "rsync", rsp_down),
-        ] {
+        let whats = [
+            ("back up {n} x 4 KiB, synced", "rsync --fsync"),
+            ("restore {n} x 4 KiB, synced", "rsync --fsync"),
+            ("back up {n} x 4 KiB, no sync", "rsync"),
+            ("restore {n} x 4 KiB, no sync", "rsync"),
+        ];
+        for (i, ((what, peer), theirs)) in whats.into_iter().zip(rs).enumerate() {
             let workload = format!("2 {}", what.replace("{n}", &n.to_string()));
-            rows.push(Row { workload, unit: "files/s", ours, peers: vec![(peer, theirs)] });
+            let figures: Vec<Vec<f64>> = r.iter().map(|per_build| per_build[i].clone()).collect();
+            compare(workload.clone(), "files/s", &figures);
+            let ours = Stat(r[0][i].clone());
+            rows.push(Row { workload, unit: "files/s", ours, peers: vec![(peer, Stat(theirs))] });
         }
     }
 
@@ -440,7 +528,21 @@ fn main() {
         // 3. Many clients at once; per-request latency. 4. Server memory.
         let clients = o.clients;
         eprintln!("workload 3: {clients} clients x 50 files of 256 KiB");
-        let runs: Vec<Burst> = (0..o.reps).map(|rep| burst(&w(&format!("ours-3-{rep}")), clients)).collect();
+        let mut runs: Vec<Vec<Burst>> = builds.iter().map(|_| Vec::new()).collect();
+        for rep in 0..o.reps {
+            for (b, build) in turns(&builds, rep) {
+                let root = w(&format!("{}-3-{rep}", build.label));
+                runs[b].push(burst(build.bin, &root, clients));
+            }
+        }
+        let figures = |f: &dyn Fn(&Burst) -> f64| -> Vec<Vec<f64>> {
+            runs.iter().map(|per_build| per_build.iter().map(f).collect()).collect()
+        };
+        let what = format!("3 {clients} clients x 50 files of 256 KiB");
+        compare(format!("{what}, in all"), "MB/s", &figures(&|r| r.mb_per_s));
+        compare(format!("{what}, p50 of all requests"), "ms", &figures(&|r| r.all.0));
+        compare(format!("{what}, p99 of all requests"), "ms", &figures(&|r| r.all.1));
+        let runs = &runs[0];
         let stat = |f: &dyn Fn(&Burst) -> f64| Stat(runs.iter().map(f).collect()).show();
         let errors: usize = runs.iter().map(|r| r.errors).sum();
         notes.push(format!(
@@ -470,7 +572,7 @@ fn main() {
         // 5. Connection churn.
         let churn = o.churn;
         eprintln!("workload 5: {churn} lists, each on a new connection");
-        let server = Server::start(&w("ours-5"), &[]);
+        let server = Server::start(&o.bin, &w("ours-5"), &[]);
         let connector = TcpConnector { addrs: vec![server.addr], timeout: Duration::from_secs(60) };
         let mut buf = vec![0u8; 4096];
         let mut c = Client::new(connector, 5, &mut buf).expect("buffer");
@@ -509,6 +611,25 @@ fn main() {
     println!();
     for note in notes {
         println!("- {note}");
+    }
+    if !versus.is_empty() {
+        println!(
+            "\nours against the baseline ({}), measured in turn in this run; ratio = ours / baseline \
+             (median; for ms, lower is better)\n",
+            o.baseline.as_deref().map_or_else(String::new, |b| b.display().to_string())
+        );
+        println!("| workload | unit | ours | baseline | ratio |");
+        println!("|---|---|---|---|---|");
+        for v in &versus {
+            println!(
+                "| {} | {} | {} | {} | {:.2} |",
+                v.workload,
+                v.unit,
+                v.ours.show(),
+                v.baseline.show(),
+                v.ours.median() / v.baseline.median()
+            );
+        }
     }
     // This run's files stay until the next run has measured (see above);
     // only the big ones go now.
