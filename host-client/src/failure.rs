@@ -123,6 +123,11 @@ impl Context<'_> {
                     secs = self.timeout_secs,
                     kib = crate::transport::PROGRESS_CHUNK / 1024,
                 ),
+                // The block framing's translator refusing the server's bytes.
+                io::ErrorKind::InvalidData => format!(
+                    "{doing}: {server} answered with something this client cannot read ({e}); is it a \
+                     backup server?"
+                ),
                 _ => format!(
                     "{doing}: connection to {server} failed: {e}; check that backup-server is running there"
                 ),

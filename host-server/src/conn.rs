@@ -82,6 +82,9 @@ pub struct Conn {
     /// Bytes of the last socket read outside a request: the start of the
     /// next request, credited to it when it begins.
     before_request: u64,
+    /// Whether the first byte received sets `busy` (see
+    /// [`Conn::request_from_first_byte`]); cleared once it has.
+    first_byte_starts_request: bool,
     send_timed_out: bool,
 }
 
@@ -109,6 +112,7 @@ impl Conn {
             in_request: false,
             clock: RateClock::new(idle_timeout, 0),
             before_request: 0,
+            first_byte_starts_request: false,
             send_timed_out: false,
         })
     }
@@ -119,6 +123,16 @@ impl Conn {
     pub fn with_min_rate(mut self, busy: Arc<AtomicBool>, min_rate: u64) -> Conn {
         self.busy = Some(busy);
         self.clock = RateClock::new(self.idle_timeout, min_rate);
+        self
+    }
+
+    /// Sets `busy` at the first byte received, for a framing whose request
+    /// reaches the request log only later: the block listener's dispatcher
+    /// sees nothing until a 1024-byte header block is whole, and without
+    /// this a client trickling that block is held to the idle timeout per
+    /// byte instead of the minimum rate.
+    pub fn request_from_first_byte(mut self) -> Conn {
+        self.first_byte_starts_request = true;
         self
     }
 
@@ -167,6 +181,12 @@ impl Conn {
     fn received(&mut self, n: usize) {
         if n > 0 {
             self.stalled = Duration::ZERO;
+            if self.first_byte_starts_request {
+                self.first_byte_starts_request = false;
+                if let Some(busy) = &self.busy {
+                    busy.store(true, Ordering::SeqCst);
+                }
+            }
         }
         if self.in_request {
             self.clock.moved(n as u64);

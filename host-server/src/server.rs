@@ -598,7 +598,9 @@ fn serve_block(
     config: &ServerConfig,
     busy: Arc<AtomicBool>,
 ) -> io::Result<()> {
-    let conn = Conn::new(stream, config.idle_timeout)?.with_min_rate(busy.clone(), config.min_rate);
+    let conn = Conn::new(stream, config.idle_timeout)?
+        .with_min_rate(busy.clone(), config.min_rate)
+        .request_from_first_byte();
     let mut conn = BlockServerConn::new(conn);
     let mut buf = vec![0u8; DISPATCH_BUF_LEN];
     // Version 1: these clients expect the connection to close after the

@@ -8,7 +8,8 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use backup_server::{Server, ServerConfig};
 
@@ -16,6 +17,7 @@ const BUFFER_SIZE: usize = 1024;
 
 struct BlockServer {
     block: SocketAddr,
+    stream: SocketAddr,
     root: std::path::PathBuf,
     handle: backup_server::ShutdownHandle,
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
@@ -23,16 +25,22 @@ struct BlockServer {
 
 impl BlockServer {
     fn start(root: &Path) -> BlockServer {
+        BlockServer::start_with(root, |_| {})
+    }
+
+    fn start_with(root: &Path, configure: impl FnOnce(&mut ServerConfig)) -> BlockServer {
         let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), root.to_path_buf());
         config.listen_block = Some("127.0.0.1:0".parse().unwrap());
         config.shutdown_grace = Duration::from_secs(2);
         config.idle_timeout = Duration::from_secs(5);
+        configure(&mut config);
         let server = Server::bind(config).unwrap();
         let block = server.block_addr().unwrap();
+        let stream = server.local_addr().unwrap();
         let root = server.root().to_path_buf();
         let handle = server.shutdown_handle();
         let thread = Some(std::thread::spawn(move || server.run()));
-        BlockServer { block, root, handle, thread }
+        BlockServer { block, stream, root, handle, thread }
     }
 
     fn connect(&self) -> TcpStream {
@@ -256,4 +264,163 @@ fn hostile_block_input_gets_exact_refusals_and_stores_nothing() {
     // No crash: the listener still serves.
     assert_eq!(backup(&server, user, "a.bin", b"ok"), done("a.bin"));
     assert_eq!(stored_files(&server, user), vec!["a.bin".to_string()]);
+}
+
+/// Block bytes without their runs of zeros, for failure messages.
+fn brief(bytes: &[u8]) -> String {
+    let head = &bytes[..bytes.len().min(16)];
+    let tail = String::from_utf8_lossy(bytes.get(BUFFER_SIZE..).unwrap_or(&[])).into_owned();
+    format!("{} bytes {head:02x?}.. then {tail:?}", bytes.len())
+}
+
+/// A header block with every field given: no name_len for ops without a name.
+fn block_of(fields: &[u8]) -> Vec<u8> {
+    let mut block = vec![0u8; BUFFER_SIZE];
+    block[..fields.len()].copy_from_slice(fields);
+    block
+}
+
+/// A 212 or 1001 as the block listener sends it: one header block.
+fn named_block(status: u16, name: &[u8]) -> Vec<u8> {
+    let s = status.to_le_bytes();
+    block_of(&[&[1, s[0], s[1], name.len() as u8, 0][..], name].concat())
+}
+
+#[test]
+fn versions_unknown_ops_and_forbidden_names_get_a_1003_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BlockServer::start(dir.path());
+    let user = 78u32;
+    let u = user.to_le_bytes();
+    let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
+        ("version 0", block_of(&[u[0], u[1], u[2], u[3], 0, 0xca]), refusal("unsupported protocol version")),
+        // A later version reads as version 1, as on the stream listener.
+        ("version 3", block_of(&[u[0], u[1], u[2], u[3], 3, 0xca]), block_of(&[1, 0xea, 0x03])),
+        ("op 7", block_of(&[u[0], u[1], u[2], u[3], 1, 7]), refusal("unknown op")),
+        ("op 255", block_of(&[u[0], u[1], u[2], u[3], 1, 255]), refusal("unknown op")),
+        (
+            "bytes after an op without a name",
+            block_of(&[u[0], u[1], u[2], u[3], 1, 0xca, 0, 5, b'a']),
+            refusal("non-zero byte in block padding (name length does not match the name)"),
+        ),
+        (
+            "a NUL in the name",
+            block_of(&[u[0], u[1], u[2], u[3], 1, 200, 0, 3, b'a', 0, b'b']),
+            refusal("name contains a NUL byte"),
+        ),
+        (
+            "the name ..",
+            block_of(&[u[0], u[1], u[2], u[3], 1, 201, 0, 2, b'.', b'.']),
+            refusal("name is '.' or '..'"),
+        ),
+        (
+            "a name that is not UTF-8",
+            block_of(&[u[0], u[1], u[2], u[3], 1, 200, 0, 2, b'a', 0xff]),
+            refusal("name is not valid UTF-8"),
+        ),
+        (
+            // The name is judged with the size: a backup's size block is sent.
+            "a slash in a backup's name",
+            [
+                block_of(&[u[0], u[1], u[2], u[3], 1, 100, 0, 3, b'a', b'/', b'b']),
+                block_of(&[1, 0, 0, 0, b'x']),
+            ]
+            .concat(),
+            refusal("name contains '/'"),
+        ),
+    ];
+    for (what, bytes, expected) in cases {
+        let answer = raw(&server, &bytes);
+        assert!(answer == expected, "{what}: got {}, not {}", brief(&answer), brief(&expected));
+        assert!(stored_files(&server, user).is_empty(), "{what}: stored {:?}", stored_files(&server, user));
+    }
+}
+
+#[test]
+fn a_size_of_4_gib_less_1_with_one_block_of_data_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BlockServer::start(dir.path());
+    let user = 79u32;
+    let mut data = vec![0x5au8; BUFFER_SIZE];
+    data[..4].copy_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+    let bytes = [py_header(user, 1, 100, Some("big.bin")), data].concat();
+    let answer = raw(&server, &bytes);
+    assert_eq!(answer[..3], [1, 0xeb, 0x03], "not a 1003: {:?}", &answer[..answer.len().min(16)]);
+    let reason = String::from_utf8_lossy(&answer[BUFFER_SIZE + 4..]).into_owned();
+    assert!(!reason.is_empty(), "a 1003 without its reason");
+    assert!(stored_files(&server, user).is_empty(), "stored {:?}", stored_files(&server, user));
+    // The listener still serves.
+    assert_eq!(backup(&server, user, "a.bin", b"ok"), done("a.bin"));
+}
+
+#[test]
+fn bytes_after_the_declared_size_are_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BlockServer::start(dir.path());
+    let user = 80u32;
+    let mut first = vec![0xeeu8; BUFFER_SIZE];
+    first[..7].copy_from_slice(&[3, 0, 0, 0, b'a', b'b', b'c']);
+    let bytes = [py_header(user, 1, 100, Some("a.bin")), first, vec![0xee; 3 * BUFFER_SIZE]].concat();
+    assert_eq!(raw(&server, &bytes), named_block(212, b"a.bin"));
+    assert_eq!(std::fs::read(server.root.join(user.to_string()).join("a.bin")).unwrap(), b"abc");
+}
+
+/// Whether the server closed or reset `s` within `wait`, looked at without reading.
+fn hung_up(s: &TcpStream, wait: Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(s, PollFlags::RDHUP)];
+    poll(&mut fds, Some(&Timespec::try_from(wait).unwrap())).unwrap();
+    fds[0].revents().intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR)
+}
+
+/// Sends `bytes` one every 250 ms (never idle); the time until the server
+/// hung up, or `None` if it had not within 15 s.
+fn trickle(addr: SocketAddr, bytes: &[u8]) -> Option<Duration> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let started = Instant::now();
+    for byte in bytes {
+        if s.write_all(&[*byte]).is_err() || hung_up(&s, Duration::from_millis(250)) {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            break;
+        }
+    }
+    None
+}
+
+#[test]
+fn a_header_block_trickled_below_the_minimum_rate_is_cut_like_a_stream_header() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 bytes a second against 512 B/s: cut about 2 s in, as on the stream listener.
+    let server = BlockServer::start_with(dir.path(), |c| c.idle_timeout = Duration::from_secs(2));
+    let stream_header = [&[7, 0, 0, 0, 1, 200, 200, 0][..], &[b'n'; 200][..]].concat();
+    let stream_cut = trickle(server.stream, &stream_header).expect("the stream listener kept a trickler");
+    let block_cut = trickle(server.block, &py_header(7, 1, 200, Some("a.bin")));
+    assert!(
+        block_cut.is_some_and(|t| t < stream_cut + Duration::from_secs(2)),
+        "block trickler cut after {block_cut:?}, stream trickler after {stream_cut:?}"
+    );
+}
+
+#[test]
+fn stalled_half_blocks_and_a_restore_never_read_free_their_slots_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BlockServer::start_with(dir.path(), |c| {
+        c.idle_timeout = Duration::from_secs(2);
+        c.max_connections = 2;
+        c.max_connections_per_ip = 2;
+    });
+    let big = contents(16 << 20);
+    assert_eq!(backup(&server, 9, "big.bin", &big), done("big.bin"));
+    let mut stalled = server.connect();
+    stalled.write_all(&py_header(9, 1, 200, Some("big.bin"))[..500]).unwrap();
+    let mut never_reads = server.connect();
+    never_reads.write_all(&py_header(9, 1, 200, Some("big.bin"))).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    // Both slots are held; the next client waits in the backlog until they go.
+    let started = Instant::now();
+    assert_eq!(backup(&server, 9, "a.bin", b"ok"), done("a.bin"));
+    assert!(started.elapsed() < Duration::from_secs(8), "served after {:?}", started.elapsed());
+    drop((stalled, never_reads));
 }

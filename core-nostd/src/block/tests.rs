@@ -353,3 +353,92 @@ fn its_server_responses_become_version_1_stream_responses() {
     bad[3..5].copy_from_slice(&[0, 1]);
     assert_eq!(unblock_response(&bad, 0, false).unwrap_err(), BlockError::ResponseNameLength(256));
 }
+
+/// A fixed-seed generator: the same hostile inputs on every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> usize {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) as usize
+    }
+
+    /// Mostly zeros and small values, where the fields' edges are.
+    fn byte(&mut self) -> u8 {
+        match self.next() % 4 {
+            0 | 1 => 0,
+            2 => (self.next() % 3) as u8,
+            _ => self.next() as u8,
+        }
+    }
+
+    fn bytes(&mut self, header: &[u8]) -> Vec<u8> {
+        let mut v = header.to_vec();
+        for _ in 0..self.next() % (3 * BLOCK_LEN) {
+            v.push(self.byte());
+        }
+        v
+    }
+}
+
+#[test]
+fn hostile_bytes_in_any_pieces_never_panic_and_never_grow_the_output() {
+    let mut rng = Lcg(15);
+    for _ in 0..3000 {
+        let prefix =
+            [&[rng.byte(), 0, 0, 0, (rng.next() % 4) as u8][..], &[[100, 200, 201, 202, 7][rng.next() % 5]]];
+        let input = rng.bytes(&prefix.concat());
+        // Server direction: a request block; the stream bytes never exceed the input's.
+        let mut u = RequestUnblocker::new();
+        let (mut at, mut made) = (0, 0);
+        while at < input.len() {
+            let piece = (rng.next() % 300 + 1).min(input.len() - at);
+            let mut out = std::vec![0u8; rng.next() % 40];
+            match u.feed(&input[at..at + piece], &mut out) {
+                Ok((0, 0)) if out.is_empty() => continue,
+                Ok((0, 0)) => break,
+                Ok((used, n)) => {
+                    at += used;
+                    made += n;
+                }
+                Err(_) => break,
+            }
+        }
+        assert!(made <= input.len(), "{made} stream bytes from {}", input.len());
+        let _ = u.finish();
+        // Client direction: a response block.
+        let mut r = ResponseUnblocker::new();
+        let mut at = 0;
+        while at < input.len() {
+            let piece = (rng.next() % 300 + 1).min(input.len() - at);
+            let mut out = std::vec![0u8; rng.next() % 40 + 1];
+            match r.feed(&input[at..at + piece], &mut out) {
+                Ok((0, 0)) => break,
+                Ok((used, _)) => at += used,
+                Err(_) => break,
+            }
+        }
+        let _ = r.input_ended();
+        // Stream bytes into both blockers: they refuse or block, never panic.
+        let mut rb = ResponseBlocker::new();
+        let mut qb = RequestBlocker::new();
+        let (mut a, mut b) = (Ok(0), Ok(0));
+        let (mut at_a, mut at_b) = (0, 0);
+        for _ in 0..input.len() + 4 {
+            if let Ok(n) = a {
+                at_a += n;
+                a = rb.push(&input[at_a.min(input.len())..]);
+                if rb.ready().is_some() {
+                    rb.sent();
+                }
+            }
+            if let Ok(n) = b {
+                at_b += n;
+                b = qb.push(&input[at_b.min(input.len())..]);
+                if qb.ready().is_some() {
+                    qb.sent();
+                }
+            }
+        }
+    }
+}
