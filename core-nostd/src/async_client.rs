@@ -19,7 +19,9 @@
 use embedded_io::ReadReady;
 use embedded_io_async::{ErrorType, Read, Write};
 
-use crate::client::{Batch, BatchError, CLIENT_MIN_BUFFER_LEN, ClientError, RestoreBatch};
+use crate::client::{
+    Batch, BatchError, BatchFiles, CLIENT_MIN_BUFFER_LEN, ClientError, Files, OneFile, RestoreBatch,
+};
 use crate::error::{ProtocolError, TransportError};
 use crate::session::answer::{AnswerReader, Event, Verdict, check_echo};
 use crate::session::client::{
@@ -250,7 +252,10 @@ impl<'b, C: AsyncConnect> AsyncClient<'b, C> {
         &mut self,
         count: usize,
         files: &mut F,
-    ) -> Result<(), BatchError<AsyncConnError<C>, <F::Reader as ErrorType>::Error>> {
+    ) -> Result<(), BatchError<AsyncConnError<C>, <F::Reader as ErrorType>::Error>>
+    where
+        F::Reader: Read,
+    {
         let mut run = BackupRun::new(count, self.buf.len());
         let (mut transport, mut local) = (None, None);
         loop {
@@ -494,59 +499,4 @@ async fn receive<T: Read, H: Handler>(
         }
     }
     answer.verdict(expected)
-}
-
-/// Where a backup's files come from (see the blocking client's twin).
-trait Files {
-    type Reader: Read;
-    fn open(&mut self, index: usize) -> Result<(&str, u32), <Self::Reader as ErrorType>::Error>;
-    fn source(&mut self) -> Option<&mut Self::Reader>;
-    fn name(&mut self, index: usize) -> &str;
-    fn done(&mut self, index: usize);
-}
-
-struct BatchFiles<'a, B: Batch> {
-    batch: &'a mut B,
-    source: Option<B::Reader>,
-}
-
-impl<B: Batch> Files for BatchFiles<'_, B>
-where
-    B::Reader: Read,
-{
-    type Reader = B::Reader;
-    fn open(&mut self, index: usize) -> Result<(&str, u32), <Self::Reader as ErrorType>::Error> {
-        let (name, size, source) = self.batch.file(index)?;
-        self.source = Some(source);
-        Ok((name, size))
-    }
-    fn source(&mut self) -> Option<&mut Self::Reader> {
-        self.source.as_mut()
-    }
-    fn name(&mut self, index: usize) -> &str {
-        self.batch.name(index)
-    }
-    fn done(&mut self, index: usize) {
-        self.batch.done(index)
-    }
-}
-
-struct OneFile<'a, R> {
-    name: &'a str,
-    size: u32,
-    source: &'a mut R,
-}
-
-impl<R: Read> Files for OneFile<'_, R> {
-    type Reader = R;
-    fn open(&mut self, _: usize) -> Result<(&str, u32), R::Error> {
-        Ok((self.name, self.size))
-    }
-    fn source(&mut self) -> Option<&mut R> {
-        Some(self.source)
-    }
-    fn name(&mut self, _: usize) -> &str {
-        self.name
-    }
-    fn done(&mut self, _: usize) {}
 }

@@ -229,7 +229,10 @@ impl<'b, C: Connect> Client<'b, C> {
         &mut self,
         count: usize,
         files: &mut F,
-    ) -> Result<(), BatchError<ConnError<C>, <F::Reader as ErrorType>::Error>> {
+    ) -> Result<(), BatchError<ConnError<C>, <F::Reader as ErrorType>::Error>>
+    where
+        F::Reader: Read,
+    {
         let mut run = BackupRun::new(count, self.buf.len());
         let (mut transport, mut local) = (None, None);
         loop {
@@ -545,9 +548,10 @@ fn receive<T: Read>(
 }
 
 /// Where a backup's files come from: a caller's [`Batch`], or the one
-/// source of [`Client::backup`] (which so takes the batch's path).
-trait Files {
-    type Reader: Read;
+/// source of [`Client::backup`] (which so takes the batch's path). Both
+/// shells use it; each bounds the reader by its own `Read`.
+pub(crate) trait Files {
+    type Reader: ErrorType;
     /// Opens file `index`: its name and size; its source is then [`source`](Self::source).
     fn open(&mut self, index: usize) -> Result<(&str, u32), <Self::Reader as ErrorType>::Error>;
     fn source(&mut self) -> Option<&mut Self::Reader>;
@@ -555,15 +559,12 @@ trait Files {
     fn done(&mut self, index: usize);
 }
 
-struct BatchFiles<'a, B: Batch> {
-    batch: &'a mut B,
-    source: Option<B::Reader>,
+pub(crate) struct BatchFiles<'a, B: Batch> {
+    pub(crate) batch: &'a mut B,
+    pub(crate) source: Option<B::Reader>,
 }
 
-impl<B: Batch> Files for BatchFiles<'_, B>
-where
-    B::Reader: Read,
-{
+impl<B: Batch> Files for BatchFiles<'_, B> {
     type Reader = B::Reader;
     fn open(&mut self, index: usize) -> Result<(&str, u32), <Self::Reader as ErrorType>::Error> {
         let (name, size, source) = self.batch.file(index)?;
@@ -581,13 +582,13 @@ where
     }
 }
 
-struct OneFile<'a, R> {
-    name: &'a str,
-    size: u32,
-    source: &'a mut R,
+pub(crate) struct OneFile<'a, R> {
+    pub(crate) name: &'a str,
+    pub(crate) size: u32,
+    pub(crate) source: &'a mut R,
 }
 
-impl<R: Read> Files for OneFile<'_, R> {
+impl<R: ErrorType> Files for OneFile<'_, R> {
     type Reader = R;
     fn open(&mut self, _: usize) -> Result<(&str, u32), R::Error> {
         Ok((self.name, self.size))
