@@ -337,28 +337,20 @@ impl<'b, C: AsyncConnect> AsyncClient<'b, C> {
                     if kept.is_some() {
                         local = kept;
                     }
-                    let received = match (received, self.answer.header()) {
-                        (Ok(_), Some(header))
-                            if check_echo(&header, batch.name(index).as_bytes()).is_err() =>
-                        {
-                            self.disconnect();
-                            Err(Fault::Protocol(ProtocolError::NameMismatch))
-                        }
-                        (received, _) => received,
-                    };
-                    match (received, writer) {
-                        (Ok(Status::Restored), Some(w)) => match batch.finish(index, w) {
-                            Ok(()) => run.answered(&mut self.session, Ok(Status::Restored)),
-                            Err(e) => {
-                                local = Some(e);
-                                run.finish_failed();
+                    let echoed = self
+                        .answer
+                        .header()
+                        .is_none_or(|header| check_echo(&header, batch.name(index).as_bytes()).is_ok());
+                    if run.received(&mut self.session, received, echoed, writer.is_some()) {
+                        if let Some(w) = writer {
+                            match batch.finish(index, w) {
+                                Ok(()) => run.answered(&mut self.session, Ok(Status::Restored)),
+                                Err(e) => {
+                                    local = Some(e);
+                                    run.finish_failed();
+                                }
                             }
-                        },
-                        (Ok(Status::Restored), None) => {
-                            let unexpected = Fault::Protocol(ProtocolError::UnexpectedStatus(210));
-                            run.answered(&mut self.session, Err(unexpected));
                         }
-                        (received, _) => run.answered(&mut self.session, received),
                     }
                 }
                 RestoreNeed::Finished(result) => {

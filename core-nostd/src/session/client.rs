@@ -425,6 +425,27 @@ impl RestoreRun {
         }
     }
 
+    /// File `done`'s answer as read, whether its header names that file
+    /// (`echoed`) and whether a sink was opened for it. `true`: the file
+    /// arrived whole; finish its sink, then [`answered`](Self::answered) with
+    /// 210 or [`finish_failed`](Self::finish_failed).
+    pub(crate) fn received(
+        &mut self,
+        session: &mut ClientSession,
+        answer: Result<Status, Fault>,
+        echoed: bool,
+        opened: bool,
+    ) -> bool {
+        let answer = match answer {
+            Ok(_) if !echoed => Err(Fault::Protocol(crate::error::ProtocolError::NameMismatch)),
+            Ok(Status::Restored) if opened => return true,
+            Ok(Status::Restored) => Err(Fault::Protocol(crate::error::ProtocolError::UnexpectedStatus(210))),
+            other => other,
+        };
+        self.answered(session, answer);
+        false
+    }
+
     /// The sink refused to finish file `done`; the connection is fine.
     pub(crate) fn finish_failed(&mut self) {
         self.finished = Some(Err((self.done, Fault::Local)));
