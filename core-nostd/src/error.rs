@@ -126,6 +126,12 @@ pub enum StoreError {
     NotAFile,
     /// Any other I/O failure.
     Io,
+    /// The user has a key, and this session is not authenticated
+    /// ([`access`](crate::access)).
+    AuthenticationRequired,
+    /// The request names another user than the one this session was
+    /// authenticated for ([`access`](crate::access)).
+    OtherUser,
 }
 
 impl StoreError {
@@ -141,6 +147,10 @@ impl StoreError {
             StoreError::Changed => "file changed while being read",
             StoreError::NotAFile => "not a regular file",
             StoreError::Io => "server storage I/O error",
+            StoreError::AuthenticationRequired => {
+                "this user requires an authenticated session (protocol version 3)"
+            }
+            StoreError::OtherUser => "this session is authenticated for another user",
         }
     }
 }
@@ -158,7 +168,9 @@ impl embedded_io::Error for StoreError {
         use embedded_io::ErrorKind;
         match self {
             StoreError::NotFound => ErrorKind::NotFound,
-            StoreError::PermissionDenied => ErrorKind::PermissionDenied,
+            StoreError::PermissionDenied | StoreError::AuthenticationRequired | StoreError::OtherUser => {
+                ErrorKind::PermissionDenied
+            }
             StoreError::NoSpace => ErrorKind::OutOfMemory,
             StoreError::TooLarge | StoreError::QuotaExceeded => ErrorKind::InvalidInput,
             StoreError::Changed | StoreError::NotAFile => ErrorKind::InvalidData,

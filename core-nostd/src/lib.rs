@@ -22,6 +22,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod access;
 #[cfg(feature = "async")]
 pub mod async_client;
 pub mod block;

@@ -158,6 +158,34 @@ impl Conn {
         self.send_timed_out
     }
 
+    /// The first `n` bytes the peer sent, without consuming them: the next
+    /// reads return them again. Fewer if the peer closed first. For telling
+    /// a version-3 HELLO from a plaintext request; `n` is at most the read
+    /// buffer's length, and only a fresh connection may be peeked.
+    pub fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
+        let n = n.min(self.buf.len());
+        if self.pos != 0 {
+            return Err(io::Error::other("peek after reading"));
+        }
+        while self.filled < n {
+            let got = match (&self.stream).read(&mut self.buf[self.filled..]) {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait(PollFlags::IN)?;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if got == 0 {
+                break;
+            }
+            self.received(got);
+            self.filled += got;
+        }
+        Ok(&self.buf[..self.filled.min(n)])
+    }
+
     /// Closes with a reset, dropping what the kernel still holds for a peer
     /// that would not take it (what nginx's `reset_timedout_connection` does).
     pub fn reset(self) {

@@ -6,15 +6,19 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
+pub mod auth_limit;
 pub mod commit_gate;
 pub mod conn;
 pub mod fs_store;
+pub mod ip_key;
 pub mod linger;
 pub mod listing;
+pub mod plaintext;
 pub mod quota;
 pub mod rate;
 pub mod root_lock;
 pub mod server;
+pub mod users;
 /// The threads that sync group commits' files; shared with the client.
 pub use host_common::sync_pool;
 

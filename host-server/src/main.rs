@@ -5,12 +5,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use backup_core::wire::MAX_FILE_SIZE;
+use backup_core::wire::{MAX_FILE_SIZE, MIN_USER_ID};
+use backup_server::plaintext::Plaintext;
+use backup_server::users::Registry;
 use backup_server::{
     DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MIN_RATE, DEFAULT_ROOT, Server, ServerConfig,
 };
 use bytesize::ByteSize;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use host_common::key_line::Key;
 
 /// Backup server: stores each user's files under ROOT/<user id>/<name>.
 ///
@@ -20,9 +23,12 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(
     version,
-    after_help = "Examples:\n  backup-server\n  backup-server --listen '[::]:7373' --root /srv/backup --quota 10GiB"
+    after_help = "Examples:\n  backup-server\n  backup-server --listen '[::]:7373' --root /srv/backup --quota 10GiB\n  backup-server --root /srv/backup user add"
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address and port to listen on (IPv4 or [IPv6]).
     #[arg(long, env = "BACKUP_LISTEN", default_value_t = DEFAULT_LISTEN)]
     listen: SocketAddr,
@@ -34,7 +40,7 @@ struct Args {
     listen_block: Option<SocketAddr>,
 
     /// Folder to store files in; created (owner-only) if missing.
-    #[arg(long, env = "BACKUP_ROOT", default_value = DEFAULT_ROOT)]
+    #[arg(long, global = true, env = "BACKUP_ROOT", default_value = DEFAULT_ROOT)]
     root: PathBuf,
 
     /// Connections served at once, each on its own thread; further clients
@@ -81,6 +87,13 @@ struct Args {
     #[arg(long, env = "BACKUP_SHUTDOWN_GRACE", default_value_t = 10)]
     shutdown_grace: u64,
 
+    /// Who may use the unauthenticated protocol versions 1 and 2: `allow`
+    /// (everyone: only on networks secured otherwise), `loopback` (this
+    /// machine only) or `deny`. Users with a key (`user add`) are never
+    /// served in plaintext, whatever this says.
+    #[arg(long, env = "BACKUP_PLAINTEXT", value_enum, default_value_t = Plaintext::Loopback)]
+    plaintext: Plaintext,
+
     /// Log level: error, warn, info (one line per request), debug or trace.
     #[arg(long, env = "BACKUP_LOG_LEVEL", default_value = "info")]
     log_level: log::LevelFilter,
@@ -90,6 +103,71 @@ struct Args {
     /// against peers that do not sync either.
     #[arg(long, env = "BACKUP_UNSAFE_NO_FSYNC")]
     unsafe_no_fsync: bool,
+}
+
+/// What the server does instead of serving.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage the users that have a key (protocol version 3), in the
+    /// storage root's registry. Running servers see changes at once.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Register a user and print its key line, backup-key:<id>:<key>, the
+    /// one line `backup-client login` takes. Hand it over privately: it is
+    /// the user's only credential.
+    Add {
+        /// The user id: an existing user's id gives that user's files a key
+        /// (from then on served only in authenticated sessions). Default: a
+        /// new random id.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(i64::from(MIN_USER_ID)..))]
+        id: Option<u32>,
+        /// The key, 64 hex digits, for devices provisioned at the factory.
+        /// Default: a new random key. Prefer the default: a key on a command
+        /// line can be read by other users of this machine.
+        #[arg(long, value_name = "HEX", value_parser = parse_key)]
+        key: Option<Key>,
+    },
+    /// Print the ids of the users that have a key, one per line.
+    List,
+    /// Remove a user's key. Its files stay.
+    Remove {
+        /// The user id.
+        id: u32,
+    },
+    /// Give a user a new random key and print its key line. Sessions opened
+    /// with the old key go on until they close.
+    Rotate {
+        /// The user id.
+        id: u32,
+    },
+}
+
+fn parse_key(text: &str) -> Result<Key, String> {
+    Key::from_hex(text.trim()).map_err(|e| e.to_string())
+}
+
+/// Runs `backup-server user ...`.
+fn user_command(root: &std::path::Path, command: UserCommand) -> ExitCode {
+    let result = Registry::edit(root).and_then(|mut registry| match command {
+        UserCommand::Add { id, key } => registry.add(id, key).map(|line| say(&line.expose())),
+        UserCommand::List => {
+            registry.users().for_each(|id| say(&id.to_string()));
+            Ok(())
+        }
+        UserCommand::Remove { id } => registry.remove(id),
+        UserCommand::Rotate { id } => registry.rotate(id).map(|line| say(&line.expose())),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("backup-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -127,7 +205,10 @@ fn say(line: &str) {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(Command::User(command)) = args.command.take() {
+        return user_command(&args.root, command);
+    }
     env_logger::Builder::new().filter_level(args.log_level).format_target(false).init();
     let config = ServerConfig {
         max_connections: args.max_connections as usize,
@@ -139,6 +220,7 @@ fn main() -> ExitCode {
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         durable: !args.unsafe_no_fsync,
         listen_block: args.listen_block,
+        plaintext: args.plaintext,
         ..ServerConfig::new(args.listen, args.root)
     };
     raise_fd_limit();

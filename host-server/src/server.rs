@@ -16,16 +16,23 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use backup_core::access::{Guarded, REASON_PLAINTEXT_REFUSED, SessionAccess};
 use backup_core::block::{BlockEnd, BlockError, BlockServerConn};
 use backup_core::dispatch::{Observer, Outcome};
 use backup_core::io::drain;
-use backup_core::wire::{LEGACY_VERSION, MAX_FILE_SIZE, PROTOCOL_VERSION};
+use backup_core::wire::{
+    LEGACY_VERSION, MAX_FILE_SIZE, PROTOCOL_VERSION, REQUEST_PREFIX_LEN, RequestView, Response, Status,
+};
 use backup_core::{Config, Dispatcher, SessionEnd, TransportError};
 use rustix::event::{PollFd, PollFlags};
 
+use crate::auth_limit::AuthLimit;
 use crate::conn::Conn;
 use crate::fs_store::{FsStore, StoreOptions};
+use crate::ip_key::IpKey;
 use crate::linger::Linger;
+use crate::plaintext::Plaintext;
+use crate::users::Users;
 
 /// Buffer each connection streams payloads through. Memory per connection is
 /// this plus the read buffer, whatever the file size.
@@ -85,6 +92,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Sync files and folders before acknowledging (unsafe to turn off).
     pub durable: bool,
+    /// Which peers may use the unauthenticated versions 1 and 2.
+    pub plaintext: Plaintext,
 }
 
 impl ServerConfig {
@@ -102,6 +111,7 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             durable: true,
+            plaintext: Plaintext::default(),
         }
     }
 }
@@ -122,6 +132,11 @@ struct Shared {
     next_id: AtomicU64,
     /// Connections served per address (see [`IpKey`]).
     per_ip: Mutex<HashMap<IpKey, usize>>,
+    /// Who has a key.
+    users: Users,
+    /// Failed handshakes per address.
+    #[allow(dead_code)] // Counted by the version-3 handshake, which lands next.
+    auth_limit: AuthLimit,
 }
 
 impl Shared {
@@ -148,27 +163,6 @@ impl Shared {
         }
         *count += 1;
         Some(IpTicket { shared: self.clone(), key })
-    }
-}
-
-/// The unit the per-address limit counts: an IPv4 address, or an IPv6 /64
-/// (one host or site usually holds a whole /64, so counting single IPv6
-/// addresses would limit nothing). IPv4-mapped IPv6 counts as IPv4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum IpKey {
-    V4(Ipv4Addr),
-    V6Prefix(u64),
-}
-
-impl IpKey {
-    fn of(ip: IpAddr) -> IpKey {
-        match ip {
-            IpAddr::V4(v4) => IpKey::V4(v4),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpKey::V4(v4),
-                None => IpKey::V6Prefix((v6.to_bits() >> 64) as u64),
-            },
-        }
     }
 }
 
@@ -255,6 +249,8 @@ impl Server {
             changed: Condvar::new(),
             next_id: AtomicU64::new(0),
             per_ip: Mutex::new(HashMap::new()),
+            users: Users::new(store.root()),
+            auth_limit: AuthLimit::new(),
         });
         let linger = Linger::start()?;
         Ok(Server { listener, block_listener, store, config, shared, linger })
@@ -539,9 +535,9 @@ fn serve_connection(
     }
     if !shared.stopping.load(Ordering::SeqCst) {
         let served = if block {
-            serve_block(stream, peer, store, config, busy)
+            serve_block(stream, peer, store, config, shared, busy)
         } else {
-            serve(stream, peer, store, config, busy)
+            serve(stream, peer, store, config, shared, busy)
         };
         if let Err(e) = served {
             log::warn!("{peer}: {e}");
@@ -555,16 +551,46 @@ fn serve(
     peer: SocketAddr,
     store: FsStore,
     config: &ServerConfig,
+    shared: &Shared,
     busy: Arc<AtomicBool>,
 ) -> io::Result<()> {
     let mut conn = Conn::new(stream, config.idle_timeout)?.with_min_rate(busy.clone(), config.min_rate);
     let mut buf = vec![0u8; DISPATCH_BUF_LEN];
+    let log = RequestLog { peer, busy, started: VecDeque::new() };
+    let prefix = conn.peek(REQUEST_PREFIX_LEN)?;
+    let version = RequestView::new_unchecked(prefix).version();
+    if !config.plaintext.serves(peer.ip()) && !prefix.is_empty() {
+        log::info!("{peer}: plaintext session refused (--plaintext {:?})", config.plaintext);
+        let reply = version.clamp(LEGACY_VERSION, PROTOCOL_VERSION);
+        let n = error_response(&mut buf, reply, REASON_PLAINTEXT_REFUSED);
+        if let Err(e) = embedded_io::Write::write_all(&mut conn, &buf[..n]) {
+            log::debug!("{peer}: the refusal could not be sent: {e}");
+        }
+        finish(conn, &mut buf, peer, true);
+        return Ok(());
+    }
+    let store = Guarded::new(store, &shared.users, SessionAccess::Plaintext);
     let core_config =
         Config { max_file_size: config.max_file_size, version: PROTOCOL_VERSION, group_commit: true };
     let mut dispatcher = Dispatcher::new(store, &mut buf, core_config)
         .map_err(|_| io::Error::other("dispatch buffer too small"))?;
-    let mut log = RequestLog { peer, busy, started: VecDeque::new() };
-    let end = dispatcher.serve(&mut conn, &mut log);
+    let end = run(&mut dispatcher, &mut conn, log);
+    drop(dispatcher);
+    finish(conn, &mut buf, peer, end.should_drain());
+    Ok(())
+}
+
+/// Serves a session's requests and logs how it ended.
+fn run<S, C>(dispatcher: &mut Dispatcher<'_, S>, conn: &mut C, mut log: RequestLog) -> SessionEnd<io::Error>
+where
+    S: backup_core::Store,
+    C: embedded_io::Read
+        + embedded_io::ReadReady
+        + backup_core::SendFile<S::Reader>
+        + embedded_io::ErrorType<Error = io::Error>,
+{
+    let peer = log.peer;
+    let end = dispatcher.serve(conn, &mut log);
     match &end {
         SessionEnd::Transport(TransportError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
             log::info!("{peer}: disconnected: {e}");
@@ -574,18 +600,29 @@ fn serve(
         SessionEnd::Internal => log::error!("{peer}: dispatcher invariant broken; connection closed"),
         other => log::debug!("{peer}: session ended: {other:?}"),
     }
-    if end.should_drain() {
-        // Our last response is out; read what the client still sends so that
-        // closing does not reset the connection before it reads the response.
+    end
+}
+
+/// Closes a served connection: after a last response that the client may
+/// still be sending into, drained first, so closing does not reset the
+/// connection before the client reads the response.
+fn finish(mut conn: Conn, buf: &mut [u8], peer: SocketAddr, should_drain: bool) {
+    if should_drain {
         conn.shutdown_write();
         conn.set_deadline(Instant::now() + DRAIN_TIME);
-        drop(dispatcher);
-        let drained = drain(&mut conn, &mut buf, DRAIN_LIMIT);
+        let drained = drain(&mut conn, buf, DRAIN_LIMIT);
         log::debug!("{peer}: drained: {drained:?}");
     } else if conn.send_timed_out() {
         conn.reset();
     }
-    Ok(())
+}
+
+/// A 1003 carrying `reason`, emitted into `buf`; its length.
+fn error_response(buf: &mut [u8], version: u8, reason: &str) -> usize {
+    let response = Response { version, status: Status::Error, name: b"", size: reason.len() as u32 };
+    let Ok(n) = response.emit(buf) else { return 0 };
+    buf[n..n + reason.len()].copy_from_slice(reason.as_bytes());
+    n + reason.len()
 }
 
 /// Serves one block-framed connection: one request, its response, close.
@@ -596,6 +633,7 @@ fn serve_block(
     peer: SocketAddr,
     store: FsStore,
     config: &ServerConfig,
+    shared: &Shared,
     busy: Arc<AtomicBool>,
 ) -> io::Result<()> {
     let conn = Conn::new(stream, config.idle_timeout)?
@@ -603,6 +641,16 @@ fn serve_block(
         .request_from_first_byte();
     let mut conn = BlockServerConn::new(conn);
     let mut buf = vec![0u8; DISPATCH_BUF_LEN];
+    // Block framing is version 1: plaintext.
+    if !config.plaintext.serves(peer.ip()) {
+        log::info!("{peer}: plaintext block session refused (--plaintext {:?})", config.plaintext);
+        if let Err(e) = conn.refuse(REASON_PLAINTEXT_REFUSED) {
+            log::debug!("{peer}: the refusal could not be sent: {e}");
+        }
+        finish(conn.into_inner(), &mut buf, peer, true);
+        return Ok(());
+    }
+    let store = Guarded::new(store, &shared.users, SessionAccess::Plaintext);
     // Version 1: these clients expect the connection to close after the
     // answer. No group commit: there is never a next request to wait for.
     let core_config =

@@ -88,6 +88,11 @@ impl<T: Read + Write> BlockServerConn<T> {
         &mut self.inner
     }
 
+    /// The wrapped transport, given back.
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+
     /// The framing error that stopped reading, if one did.
     pub fn framing_error(&self) -> Option<BlockError> {
         self.error

@@ -1,0 +1,146 @@
+//! Who may be served in a session: the rule of protocol version 3, written
+//! once. A user who has a key is served only in a session authenticated
+//! with that key, never in plaintext; inside an authenticated session every
+//! request must carry the user id the session was authenticated for (the
+//! handshake binds it; a request naming another id would otherwise reach
+//! that user's files with this user's key).
+//!
+//! It is a [`Store`] decorator, so the dispatcher serves a guarded store
+//! like any other and a refusal is an ordinary 1003 with the reason of
+//! [`StoreError::AuthenticationRequired`] or [`StoreError::OtherUser`].
+
+use crate::error::StoreError;
+use crate::store::Store;
+
+/// The reason of the 1003 a server sends to a plaintext (version 1 or 2)
+/// request from a peer it serves only in version 3.
+pub const REASON_PLAINTEXT_REFUSED: &str =
+    "plaintext sessions are not served to your address; use an authenticated session (protocol version 3)";
+
+/// Which users have a key; the server's user registry answers.
+pub trait KeyedUsers {
+    /// Whether `user` has a key, and so must authenticate.
+    fn is_keyed(&self, user: u32) -> bool;
+}
+
+impl<K: KeyedUsers + ?Sized> KeyedUsers for &K {
+    fn is_keyed(&self, user: u32) -> bool {
+        (**self).is_keyed(user)
+    }
+}
+
+/// How the session being served was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SessionAccess {
+    /// Versions 1 and 2: only users without a key are served.
+    Plaintext,
+    /// Version 3, authenticated for this user id: only it is served.
+    Authenticated(u32),
+}
+
+/// A store that serves only the users a session may reach.
+#[derive(Debug)]
+pub struct Guarded<S, K> {
+    store: S,
+    keyed: K,
+    access: SessionAccess,
+}
+
+impl<S: Store, K: KeyedUsers> Guarded<S, K> {
+    /// Guards `store` for a session opened as `access`.
+    pub fn new(store: S, keyed: K, access: SessionAccess) -> Self {
+        Guarded { store, keyed, access }
+    }
+
+    /// The store.
+    pub fn into_inner(self) -> S {
+        self.store
+    }
+
+    fn admit(&self, user: u32) -> Result<(), StoreError> {
+        match self.access {
+            SessionAccess::Authenticated(own) if own == user => Ok(()),
+            SessionAccess::Authenticated(_) => Err(StoreError::OtherUser),
+            SessionAccess::Plaintext if self.keyed.is_keyed(user) => Err(StoreError::AuthenticationRequired),
+            SessionAccess::Plaintext => Ok(()),
+        }
+    }
+}
+
+impl<S: Store, K: KeyedUsers> Store for Guarded<S, K> {
+    type Upload = S::Upload;
+    type Reader = S::Reader;
+    type Listing<'a>
+        = S::Listing<'a>
+    where
+        Self: 'a;
+
+    fn begin_upload(&mut self, user: u32, name: &str, size: u32) -> Result<Self::Upload, StoreError> {
+        self.admit(user)?;
+        self.store.begin_upload(user, name, size)
+    }
+    fn write_upload(&mut self, upload: &mut Self::Upload, chunk: &[u8]) -> Result<(), StoreError> {
+        self.store.write_upload(upload, chunk)
+    }
+    fn commit_upload(&mut self, upload: Self::Upload) -> Result<(), StoreError> {
+        self.store.commit_upload(upload)
+    }
+    fn commit_upload_deferred(&mut self, upload: Self::Upload) -> Result<(), StoreError> {
+        self.store.commit_upload_deferred(upload)
+    }
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.store.sync()
+    }
+    fn abort_upload(&mut self, upload: Self::Upload) {
+        self.store.abort_upload(upload)
+    }
+    fn open(&mut self, user: u32, name: &str) -> Result<(Self::Reader, u32), StoreError> {
+        self.admit(user)?;
+        self.store.open(user, name)
+    }
+    fn read(&mut self, reader: &mut Self::Reader, buf: &mut [u8]) -> Result<usize, StoreError> {
+        self.store.read(reader, buf)
+    }
+    fn delete(&mut self, user: u32, name: &str) -> Result<(), StoreError> {
+        self.admit(user)?;
+        self.store.delete(user, name)
+    }
+    fn list(&mut self, user: u32) -> Result<Self::Listing<'_>, StoreError> {
+        self.admit(user)?;
+        self.store.list(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ram_store::RamStore;
+
+    struct Only(u32);
+    impl KeyedUsers for Only {
+        fn is_keyed(&self, user: u32) -> bool {
+            user == self.0
+        }
+    }
+
+    #[test]
+    fn a_keyed_user_is_refused_in_plaintext_and_others_are_served() {
+        let mut store = Guarded::new(RamStore::<4, 64>::new(), Only(7), SessionAccess::Plaintext);
+        assert_eq!(store.list(7).err(), Some(StoreError::AuthenticationRequired));
+        assert_eq!(store.delete(7, "a").err(), Some(StoreError::AuthenticationRequired));
+        assert_eq!(store.delete(8, "a").err(), Some(StoreError::NotFound));
+        assert_eq!(
+            StoreError::AuthenticationRequired.reason(),
+            "this user requires an authenticated session (protocol version 3)"
+        );
+    }
+
+    #[test]
+    fn an_authenticated_session_serves_only_its_own_user() {
+        let mut store = Guarded::new(RamStore::<4, 64>::new(), Only(7), SessionAccess::Authenticated(7));
+        assert!(store.begin_upload(7, "a", 0).is_ok());
+        assert_eq!(store.begin_upload(8, "a", 0).err(), Some(StoreError::OtherUser));
+        assert_eq!(store.open(8, "a").err(), Some(StoreError::OtherUser));
+    }
+}

@@ -1,0 +1,368 @@
+//! The user registry: which user ids have a key, and the keys, in one
+//! owner-only file of the storage root, `ROOT/.backup-users`, one key line
+//! (`backup-key:<id>:<hex>`) per user.
+//!
+//! The file's name is not a number, so it is never a user folder, and it is
+//! in no user folder, so no protocol name reaches it. `backup-server user`
+//! edits it while servers run: under an exclusive `flock` on a lock file of
+//! its own (the server's root lock is held for as long as a server runs), by
+//! writing a temporary file, syncing it, renaming it over the old one and
+//! syncing the folder, so a crash leaves either the old registry or the new
+//! one. Servers look at the file's identity and time stamp before each use
+//! and read it again when it changed, so additions, removals and rotations
+//! take effect without a restart, on every server sharing the root.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use backup_core::access::KeyedUsers;
+use backup_core::wire::MIN_USER_ID;
+use host_common::key_line::{Key, KeyLine};
+use rustix::fs::FlockOperation;
+
+/// The registry's file name in the storage root.
+pub const USERS_FILE: &str = ".backup-users";
+/// The lock file that serializes edits of the registry.
+const USERS_LOCK: &str = ".backup-users.lock";
+/// Where an edit is written before it is renamed into place.
+const USERS_TEMP: &str = ".backup-users.new";
+
+/// Owner-only: the file holds every user's secret.
+const FILE_MODE: u32 = 0o600;
+
+/// What identifies one version of the file: a rename gives a new inode, an
+/// edit in place a new time stamp or size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+    size: u64,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    stamp: Option<Stamp>,
+    keys: BTreeMap<u32, Key>,
+}
+
+/// The registry as a running server sees it.
+#[derive(Debug)]
+pub struct Users {
+    path: PathBuf,
+    cache: Mutex<Cache>,
+}
+
+impl Users {
+    /// The registry of the storage root `root` (which need not hold one yet:
+    /// then no user has a key).
+    pub fn new(root: &Path) -> Users {
+        Users { path: root.join(USERS_FILE), cache: Mutex::new(Cache::default()) }
+    }
+
+    /// The key of `user`, if it has one. A registry that cannot be read or
+    /// parsed is logged and the last good one kept, so a half-edited file
+    /// never locks everybody out or lets anybody in.
+    pub fn key(&self, user: u32) -> Option<Key> {
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.refresh(&mut cache);
+        cache.keys.get(&user).cloned()
+    }
+
+    /// Whether `user` has a key (and so is never served in plaintext).
+    pub fn is_keyed(&self, user: u32) -> bool {
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.refresh(&mut cache);
+        cache.keys.contains_key(&user)
+    }
+
+    fn refresh(&self, cache: &mut Cache) {
+        let stamp = match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) => Some(stamp_of(&meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => {
+                log::error!("users: cannot read {}: {e}; keeping the users read before", self.path.display());
+                return;
+            }
+        };
+        if stamp == cache.stamp {
+            return;
+        }
+        match stamp.map(|_| read(&self.path)).transpose() {
+            Ok(keys) => {
+                cache.keys = keys.map(|(keys, _)| keys).unwrap_or_default();
+                cache.stamp = stamp;
+            }
+            Err(e) => log::error!("users: {e}; keeping the users read before"),
+        }
+    }
+}
+
+impl KeyedUsers for Users {
+    fn is_keyed(&self, user: u32) -> bool {
+        Users::is_keyed(self, user)
+    }
+}
+
+fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
+    Stamp {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        mtime: meta.mtime(),
+        mtime_nsec: meta.mtime_nsec(),
+        size: meta.size(),
+    }
+}
+
+/// Reads a registry file: the keys, and the file's stamp.
+fn read(path: &Path) -> io::Result<(BTreeMap<u32, Key>, Stamp)> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
+    let meta = file.metadata()?;
+    if meta.mode() & 0o077 != 0 {
+        // Someone else could read every key: say so, but keep serving.
+        log::warn!("users: {} is readable by others; run chmod 600 on it", path.display());
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display())))?;
+    let mut keys = BTreeMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let entry: KeyLine = line.parse().map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{} line {}: {e}", path.display(), index + 1))
+        })?;
+        keys.insert(entry.user, entry.key);
+    }
+    Ok((keys, stamp_of(&meta)))
+}
+
+/// Why an edit of the registry failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum UsersError {
+    /// The user already has a key.
+    Exists(u32),
+    /// The user has no key.
+    Unknown(u32),
+    /// The system's random generator failed.
+    Random(String),
+    /// Reading or writing the registry failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for UsersError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UsersError::Exists(id) => {
+                write!(f, "user {id} already has a key; use `user rotate {id}` for a new one")
+            }
+            UsersError::Unknown(id) => write!(f, "user {id} has no key; `user list` shows who has"),
+            UsersError::Random(e) => write!(f, "cannot get random bytes from the system: {e}"),
+            UsersError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for UsersError {}
+
+impl From<io::Error> for UsersError {
+    fn from(e: io::Error) -> Self {
+        UsersError::Io(e)
+    }
+}
+
+/// Edits of the registry, for `backup-server user`.
+pub struct Registry {
+    root: PathBuf,
+    _lock: File,
+    keys: BTreeMap<u32, Key>,
+}
+
+impl Registry {
+    /// Opens the registry of `root` for editing (creating the root,
+    /// owner-only, if missing), waiting for any other edit to finish.
+    pub fn edit(root: &Path) -> Result<Registry, UsersError> {
+        if !root.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot create storage folder {}: {e}", root.display()))
+            })?;
+        }
+        let lock_path = root.join(USERS_LOCK);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&lock_path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", lock_path.display())))?;
+        rustix::fs::flock(&lock, FlockOperation::LockExclusive).map_err(|e| {
+            io::Error::new(io::Error::from(e).kind(), format!("cannot lock {}", lock_path.display()))
+        })?;
+        let path = root.join(USERS_FILE);
+        let keys = match read(&path) {
+            Ok((keys, _)) => keys,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Registry { root: root.to_path_buf(), _lock: lock, keys })
+    }
+
+    /// The users with a key, in order.
+    pub fn users(&self) -> impl Iterator<Item = u32> + '_ {
+        self.keys.keys().copied()
+    }
+
+    /// Registers a user: `id`, or a new random one that no user has and no
+    /// user folder of the root holds (so a new key never opens somebody's
+    /// files by chance); `key`, or a new random one.
+    pub fn add(&mut self, id: Option<u32>, key: Option<Key>) -> Result<KeyLine, UsersError> {
+        let id = match id {
+            Some(id) if self.keys.contains_key(&id) => return Err(UsersError::Exists(id)),
+            Some(id) => id,
+            None => self.fresh_id()?,
+        };
+        let key = match key {
+            Some(key) => key,
+            None => Key::random().map_err(|e| UsersError::Random(e.to_string()))?,
+        };
+        self.keys.insert(id, key.clone());
+        self.save()?;
+        Ok(KeyLine { user: id, key })
+    }
+
+    /// Gives `id` a new random key. Sessions opened with the old key run
+    /// until they close; new ones need the new key.
+    pub fn rotate(&mut self, id: u32) -> Result<KeyLine, UsersError> {
+        if !self.keys.contains_key(&id) {
+            return Err(UsersError::Unknown(id));
+        }
+        let key = Key::random().map_err(|e| UsersError::Random(e.to_string()))?;
+        self.keys.insert(id, key.clone());
+        self.save()?;
+        Ok(KeyLine { user: id, key })
+    }
+
+    /// Removes `id`'s key. Its files stay; without a key the user is served
+    /// in plaintext again, where `--plaintext` allows it.
+    pub fn remove(&mut self, id: u32) -> Result<(), UsersError> {
+        if self.keys.remove(&id).is_none() {
+            return Err(UsersError::Unknown(id));
+        }
+        self.save()
+    }
+
+    fn fresh_id(&self) -> Result<u32, UsersError> {
+        loop {
+            let mut bytes = [0u8; 4];
+            getrandom::fill(&mut bytes).map_err(|e| UsersError::Random(e.to_string()))?;
+            let id = u32::from_le_bytes(bytes);
+            if id >= MIN_USER_ID
+                && !self.keys.contains_key(&id)
+                && std::fs::symlink_metadata(self.root.join(id.to_string())).is_err()
+            {
+                return Ok(id);
+            }
+        }
+    }
+
+    /// Temporary file, sync, rename, folder sync: the old registry or the
+    /// new one, never half of one.
+    fn save(&self) -> Result<(), UsersError> {
+        let temp = self.root.join(USERS_TEMP);
+        let _ = std::fs::remove_file(&temp);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temp)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", temp.display())))?;
+        let mut text =
+            String::from("# backup-server users: one key line each. Edit with `backup-server user`.\n");
+        for (&user, key) in &self.keys {
+            text.push_str(&KeyLine { user, key: key.clone() }.expose());
+            text.push('\n');
+        }
+        let written = file.write_all(text.as_bytes()).and_then(|()| file.sync_all());
+        zeroize::Zeroize::zeroize(&mut text);
+        written.map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", temp.display())))?;
+        let path = self.root.join(USERS_FILE);
+        std::fs::rename(&temp, &path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot replace {}: {e}", path.display())))?;
+        File::open(&self.root).and_then(|dir| dir.sync_all())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn an_added_user_is_seen_by_a_running_registry_without_a_restart() {
+        let root = tempfile::tempdir().unwrap();
+        let users = Users::new(root.path());
+        assert!(!users.is_keyed(42));
+        let line = Registry::edit(root.path()).unwrap().add(Some(42), None).unwrap();
+        assert_eq!(users.key(42), Some(line.key.clone()));
+        let rotated = Registry::edit(root.path()).unwrap().rotate(42).unwrap();
+        assert_ne!(rotated.key, line.key);
+        assert_eq!(users.key(42), Some(rotated.key));
+        Registry::edit(root.path()).unwrap().remove(42).unwrap();
+        assert!(!users.is_keyed(42));
+    }
+
+    #[test]
+    fn the_registry_file_is_owner_only() {
+        let root = tempfile::tempdir().unwrap();
+        Registry::edit(root.path()).unwrap().add(None, None).unwrap();
+        let mode = std::fs::metadata(root.path().join(USERS_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_new_random_id_never_takes_an_existing_user_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let line = Registry::edit(root.path()).unwrap().add(None, None).unwrap();
+        assert!(line.user >= MIN_USER_ID);
+        assert!(!root.path().join(line.user.to_string()).exists());
+    }
+
+    #[test]
+    fn adding_a_user_twice_or_removing_an_unknown_one_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        let mut registry = Registry::edit(root.path()).unwrap();
+        registry.add(Some(7), None).unwrap();
+        assert!(matches!(registry.add(Some(7), None), Err(UsersError::Exists(7))));
+        assert!(matches!(registry.remove(8), Err(UsersError::Unknown(8))));
+        assert!(matches!(registry.rotate(8), Err(UsersError::Unknown(8))));
+    }
+
+    #[test]
+    fn a_corrupt_registry_keeps_the_users_read_before() {
+        let root = tempfile::tempdir().unwrap();
+        let users = Users::new(root.path());
+        let line = Registry::edit(root.path()).unwrap().add(Some(5), None).unwrap();
+        assert!(users.is_keyed(5));
+        std::fs::write(root.path().join(USERS_FILE), "backup-key:5:nothex\n").unwrap();
+        assert_eq!(users.key(5), Some(line.key));
+        let err = Registry::edit(root.path()).err().unwrap().to_string();
+        assert!(err.contains("line 1") && err.contains(USERS_FILE), "{err}");
+    }
+}
