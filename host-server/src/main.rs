@@ -128,8 +128,10 @@ enum UserCommand {
         /// The key, 64 hex digits, for devices provisioned at the factory.
         /// Default: a new random key. Prefer the default: a key on a command
         /// line can be read by other users of this machine.
-        #[arg(long, value_name = "HEX", value_parser = parse_key)]
-        key: Option<Key>,
+        // A String, parsed in `user_command`: clap's own error would quote
+        // the value, and a secret never goes into an error message.
+        #[arg(long, value_name = "HEX")]
+        key: Option<String>,
     },
     /// Print the ids of the users that have a key, one per line.
     List,
@@ -146,14 +148,21 @@ enum UserCommand {
     },
 }
 
-fn parse_key(text: &str) -> Result<Key, String> {
-    Key::from_hex(text.trim()).map_err(|e| e.to_string())
-}
-
 /// Runs `backup-server user ...`.
 fn user_command(root: &std::path::Path, command: UserCommand) -> ExitCode {
+    if let UserCommand::Add { key: Some(text), .. } = &command {
+        if Key::from_hex(text.trim()).is_err() {
+            eprintln!(
+                "backup-server: --key must be 64 hex digits (32 bytes); leave it out for a new random key"
+            );
+            return ExitCode::from(2);
+        }
+    }
     let result = Registry::edit(root).and_then(|mut registry| match command {
-        UserCommand::Add { id, key } => registry.add(id, key).map(|line| say(&line.expose())),
+        UserCommand::Add { id, key } => {
+            let key = key.and_then(|text| Key::from_hex(text.trim()).ok());
+            registry.add(id, key).map(|line| say(&line.expose()))
+        }
         UserCommand::List => {
             registry.users().for_each(|id| say(&id.to_string()));
             Ok(())

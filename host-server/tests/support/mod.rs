@@ -302,3 +302,5 @@ pub fn assert_root_is_clean(root: &Path) {
         }
     }
 }
+
+pub mod netns;
