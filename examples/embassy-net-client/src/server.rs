@@ -9,10 +9,10 @@
 use backup_core::async_client::AsyncConnect;
 use embassy_net::tcp::{Error, TcpSocket};
 use embassy_net::{IpEndpoint, Stack};
-use embassy_time::Duration;
+use embassy_time::{Duration, with_timeout};
 
-/// How long a connect, or an unacknowledged send, may take before the
-/// socket gives up.
+/// How long a connect, an unacknowledged send or a reset on its way out
+/// may take before the socket gives up on it.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects to one server, through one socket.
@@ -48,8 +48,9 @@ impl AsyncConnect for Server {
             (None, None) => return Err(Error::ConnectionReset),
         };
         // A released socket was aborted: let its reset reach the server
-        // before the socket is reused. (A new one has nothing to flush.)
-        let _ = socket.flush().await;
+        // before the socket is reused, unless the link is down (a new
+        // socket has nothing to flush). Either way it can connect again.
+        let _ = with_timeout(TIMEOUT, socket.flush()).await;
         socket.set_timeout(Some(TIMEOUT));
         // The protocol's small headers and answers go out at once (the
         // QEMU firmware's `nodelay=on`).
