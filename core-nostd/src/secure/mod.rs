@@ -17,6 +17,9 @@
 //! The Noise state machine is the `clatter` crate's; this module only frames
 //! its messages and keeps its types out of the public API.
 
+#[cfg(feature = "async")]
+pub mod async_stream;
+mod channel;
 mod error;
 pub mod handshake;
 pub mod hello;
@@ -24,6 +27,8 @@ mod noise;
 pub mod record;
 pub mod stream;
 
+#[cfg(feature = "async")]
+pub use async_stream::{AsyncSecureStream, client_handshake_async, server_handshake_async};
 pub use error::{HandshakeError, RecordError, SecureError};
 pub use handshake::{ClientHandshake, ServerHandshake, ServerOutcome, Transport};
 pub use hello::{Hello, HelloError};
