@@ -16,7 +16,18 @@
 //!
 //! The Noise state machine is the `clatter` crate's; this module only frames
 //! its messages and keeps its types out of the public API.
+//!
+//! What it costs (measured on a scratch Cortex-M binary, `opt-level = "z"`,
+//! LTO, no defmt, running the blocking client's backup/list/restore/delete):
+//! 4.8 KiB of flash in plaintext, 34.2 KiB with `client_handshake` and a
+//! `SecureStream` on thumbv6m (30.9 KiB on thumbv7em), most of it X25519,
+//! SHA-256 and ChaCha20-Poly1305. The handshake machines keep 776 bytes of
+//! state while they run, a [`Transport`] 136; the record buffers are the
+//! caller's (`rx_buffer_len(max_record)` and any send buffer over 18 bytes).
 
+#[cfg(feature = "async")]
+pub mod async_stream;
+mod channel;
 mod error;
 pub mod handshake;
 pub mod hello;
@@ -24,6 +35,8 @@ mod noise;
 pub mod record;
 pub mod stream;
 
+#[cfg(feature = "async")]
+pub use async_stream::{AsyncSecureStream, client_handshake_async, server_handshake_async};
 pub use error::{HandshakeError, RecordError, SecureError};
 pub use handshake::{ClientHandshake, ServerHandshake, ServerOutcome, Transport};
 pub use hello::{Hello, HelloError};
