@@ -631,7 +631,11 @@ impl ServerSession {
                 self.state = State::Payload { polled: false };
             }
             // The client is still sending: answer now, then drain.
-            Err(e) => self.abort_then(AbortThen::Reply(self.error_reply(e.reason(), Some(End::Refused)))),
+            Err(e) => self.abort_then(AbortThen::Reply(error_reply(
+                self.req.version,
+                e.reason(),
+                Some(End::Refused),
+            ))),
         }
     }
 
@@ -903,12 +907,8 @@ impl ServerSession {
     /// as the payload. `end`: what follows cannot be framed (the payload is
     /// still coming), so the session ends after the answer.
     fn answer_error(&mut self, reason: &'static str, end: Option<End>) {
-        let reply = self.error_reply(reason, end);
+        let reply = error_reply(self.req.version, reason, end);
         self.start_flush(Resume::Reply(reply));
-    }
-
-    fn error_reply(&self, reason: &'static str, end: Option<End>) -> Reply {
-        error_reply(self.req.version, reason, end)
     }
 
     fn replied(&mut self, reply: Reply, ok: bool) {
@@ -1037,5 +1037,154 @@ fn error_reply(version: u8, reason: &'static str, end: Option<End>) -> Reply {
         named: false,
         end,
         unparsed: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::codec::ResponseDecoder;
+
+    fn request(op: u8, name: &[u8], payload: Option<&[u8]>) -> Vec<u8> {
+        let mut bytes = std::vec![7, 0, 0, 0, 2, op, name.len() as u8, 0];
+        bytes.extend_from_slice(name);
+        if let Some(payload) = payload {
+            bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(payload);
+        }
+        bytes
+    }
+
+    /// Answers the machine's reads from `input` (and its start events)
+    /// until it needs something else.
+    fn run(session: &mut ServerSession, buf: &mut [u8], input: &mut &[u8]) -> Need {
+        loop {
+            match session.next(buf) {
+                Need::Read(len) => {
+                    let n = len.min(input.len());
+                    buf[..n].copy_from_slice(&input[..n]);
+                    *input = &input[n..];
+                    session.read(buf, Ok(n));
+                }
+                Need::Started => session.started(),
+                other => return other,
+            }
+        }
+    }
+
+    /// Like [`run`], answering every poll with `waiting`; the poll is asked
+    /// before each read while 212s are held.
+    fn run_polled(session: &mut ServerSession, buf: &mut [u8], input: &mut &[u8], waiting: bool) -> Need {
+        loop {
+            match run(session, buf, input) {
+                Need::Poll => session.polled(waiting),
+                other => return other,
+            }
+        }
+    }
+
+    /// Stores a one-chunk backup the machine has just asked to begin.
+    fn store_backup(session: &mut ServerSession, buf: &mut [u8], input: &mut &[u8]) {
+        session.begun(Ok(()));
+        let Need::Store(StoreCall::WriteUpload(_)) = run_polled(session, buf, input, true) else {
+            panic!("no chunk")
+        };
+        session.upload_written(Ok(()));
+        assert_eq!(run(session, buf, input), Need::Store(StoreCall::CommitDeferred));
+        session.committed(buf, Ok(()));
+    }
+
+    fn statuses(bytes: &[u8]) -> Vec<(u16, Vec<u8>)> {
+        let mut decoder = ResponseDecoder::new();
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (used, event) = decoder.feed(rest).unwrap();
+            if event == Decoded::Header {
+                let header = decoder.header().unwrap();
+                out.push((header.status.code(), header.name.to_vec()));
+            }
+            if decoder.is_complete() {
+                decoder.reset();
+            }
+            rest = &rest[used..];
+        }
+        out
+    }
+
+    fn group_commit() -> (ServerSession, Vec<u8>) {
+        let len = 4096 + GROUP_COMMIT_AREA_LEN;
+        (ServerSession::new(Config { group_commit: true, ..Config::default() }, len), std::vec![0; len])
+    }
+
+    #[test]
+    fn a_held_212_waits_while_the_next_request_is_waiting_and_goes_out_after_one_sync_once_none_is() {
+        let (mut session, mut buf) = group_commit();
+        let input = [request(100, b"a", Some(b"1")), request(100, b"b", Some(b"22"))].concat();
+        let mut input = &input[..];
+        assert_eq!(run(&mut session, &mut buf, &mut input), Need::Store(StoreCall::BeginUpload));
+        store_backup(&mut session, &mut buf, &mut input);
+        // The poll finds b waiting: no sync, a's 212 stays held.
+        assert_eq!(run_polled(&mut session, &mut buf, &mut input, true), Need::Store(StoreCall::BeginUpload));
+        store_backup(&mut session, &mut buf, &mut input);
+        // Nothing waits now: one sync, then both 212s in one write.
+        assert_eq!(run_polled(&mut session, &mut buf, &mut input, false), Need::Store(StoreCall::Sync));
+        session.synced(Ok(()));
+        let Need::Write { from, to } = run(&mut session, &mut buf, &mut input) else { panic!("no write") };
+        assert_eq!(statuses(&buf[from..to]), [(212, b"a".to_vec()), (212, b"b".to_vec())]);
+        session.wrote(Ok(()));
+        for name in ["a", "b"] {
+            assert_eq!(run(&mut session, &mut buf, &mut input), Need::Report);
+            let outcome = session.outcome(&buf);
+            assert_eq!((outcome.name, outcome.status), (name, Some(Status::Done)));
+            session.reported();
+        }
+        assert_eq!(run(&mut session, &mut buf, &mut input), Need::End(End::Closed));
+    }
+
+    #[test]
+    fn held_212s_are_synced_and_sent_before_a_restore_opens_its_file() {
+        let (mut session, mut buf) = group_commit();
+        let input = [request(100, b"a", Some(b"1")), request(200, b"a", None)].concat();
+        let mut input = &input[..];
+        assert_eq!(run(&mut session, &mut buf, &mut input), Need::Store(StoreCall::BeginUpload));
+        store_backup(&mut session, &mut buf, &mut input);
+        // The restore is waiting, but the file it reads must be durable first.
+        assert_eq!(run_polled(&mut session, &mut buf, &mut input, true), Need::Store(StoreCall::Sync));
+        session.synced(Ok(()));
+        assert!(matches!(run(&mut session, &mut buf, &mut input), Need::Write { .. }));
+        session.wrote(Ok(()));
+        assert_eq!(run(&mut session, &mut buf, &mut input), Need::Report);
+        session.reported();
+        assert_eq!(run(&mut session, &mut buf, &mut input), Need::Store(StoreCall::Open));
+    }
+
+    #[test]
+    fn a_file_read_longer_than_its_window_ends_the_session_internal_logged_with_its_210() {
+        let mut buf = std::vec![0; 1024];
+        let mut session = ServerSession::new(Config::default(), buf.len());
+        let input = request(200, b"f", None);
+        let mut input = &input[..];
+        assert_eq!(run(&mut session, &mut buf, &mut input), Need::Store(StoreCall::Open));
+        session.opened(&mut buf, Ok(5000));
+        let Need::Store(StoreCall::ReadFile { from, to }) = run(&mut session, &mut buf, &mut input) else {
+            panic!("no first chunk")
+        };
+        session.file_read(Ok(to - from));
+        assert_eq!(run(&mut session, &mut buf, &mut input), Need::Write { from: 0, to: 1024 });
+        session.wrote(Ok(()));
+        let Need::Store(StoreCall::SendFile(_)) = run(&mut session, &mut buf, &mut input) else { panic!() };
+        session.file_sent(Sent::Declined, 0);
+        let Need::Store(StoreCall::ReadFile { to, .. }) = run(&mut session, &mut buf, &mut input) else {
+            panic!()
+        };
+        session.file_read(Ok(to + 1));
+        assert_eq!(run(&mut session, &mut buf, &mut input), Need::Report);
+        let outcome = session.outcome(&buf);
+        assert_eq!((outcome.status, outcome.bytes), (Some(Status::Restored), 1024 - 10));
+        session.reported();
+        assert_eq!(run(&mut session, &mut buf, &mut input), Need::End(End::Internal));
     }
 }
