@@ -6,7 +6,6 @@ use std::convert::Infallible;
 
 use backup_core::codec::{Decoded, RequestDecoder, ResponseDecoder};
 use backup_core::dispatch::SendFile;
-use backup_core::ram_store::RamReader;
 use backup_core::{Config, Dispatcher, Outcome, RamStore};
 
 /// Arbitrary bytes, split at input-chosen points, into the request decoder:
@@ -109,7 +108,7 @@ impl embedded_io::ReadReady for Conn<'_> {
     }
 }
 
-impl SendFile<RamReader> for Conn<'_> {}
+impl SendFile for Conn<'_> {}
 
 /// Arbitrary bytes as a whole session against the dispatcher and a RAM
 /// store: no panic, and everything it writes decodes as whole responses.

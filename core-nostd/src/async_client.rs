@@ -83,15 +83,22 @@ impl Handler for Ignore {
     }
 }
 
-/// Writes all of `chunk`; a write that accepts nothing is a full sink.
-async fn write_all<W: Write + ?Sized>(w: &mut W, mut chunk: &[u8]) -> Result<(), TransportError<W::Error>> {
+/// Writes all of `chunk` to the peer; a write that accepts nothing is
+/// [`TransportError::WriteZero`].
+async fn write_all<W: Write + ?Sized>(w: &mut W, chunk: &[u8]) -> Result<(), TransportError<W::Error>> {
+    if write_whole(w, chunk).await? { Ok(()) } else { Err(TransportError::WriteZero) }
+}
+
+/// Writes all of `chunk`; `Ok(false)` when a write accepted nothing (for a
+/// restore's sink: it is full).
+async fn write_whole<W: Write + ?Sized>(w: &mut W, mut chunk: &[u8]) -> Result<bool, W::Error> {
     while !chunk.is_empty() {
         match w.write(chunk).await? {
-            0 => return Err(TransportError::WriteZero),
+            0 => return Ok(false),
             n => chunk = chunk.get(n..).unwrap_or(&[]),
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Reads until `buf` is full or the reader ends; returns the count read.
@@ -125,13 +132,14 @@ impl<W: Write, F: FnOnce(u32)> Handler for SinkHandler<'_, W, F> {
         Ok(())
     }
     async fn payload(&mut self, chunk: &[u8]) -> Result<(), Fault> {
-        write_all(self.sink, chunk).await.map_err(|e| match e {
-            TransportError::Io(e) => {
+        match write_whole(self.sink, chunk).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Fault::SinkFull),
+            Err(e) => {
                 self.local = Some(e);
-                Fault::Local
+                Err(Fault::Local)
             }
-            _ => Fault::SinkFull,
-        })
+        }
     }
 }
 
@@ -182,13 +190,13 @@ where
     }
     async fn payload(&mut self, chunk: &[u8]) -> Result<(), Fault> {
         let Some(w) = self.writer.as_mut() else { return Err(Fault::SinkFull) };
-        match write_all(w, chunk).await {
-            Ok(()) => Ok(()),
-            Err(TransportError::Io(e)) => {
+        match write_whole(w, chunk).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Fault::SinkFull),
+            Err(e) => {
                 self.local = Some(e);
                 Err(Fault::Local)
             }
-            Err(_) => Err(Fault::SinkFull),
         }
     }
 }

@@ -15,7 +15,7 @@ use core::convert::Infallible;
 use embedded_io::{ErrorType, Read, ReadReady, Write};
 
 use crate::error::{ProtocolError, TransportError};
-use crate::io::{read_full, write_all};
+use crate::io::{read_full, write_all, write_whole};
 use crate::session::answer::{AnswerReader, Event, Verdict, check_echo};
 use crate::session::client::{
     BackupNeed, BackupRun, ClientSession, ListSplitter, RestoreNeed, RestoreRun, outcome,
@@ -346,9 +346,9 @@ impl<'b, C: Connect> Client<'b, C> {
                                 }
                             }
                             Event::Header { .. } => Ok(()),
-                            Event::Payload(chunk) => match writer.as_mut().map(|w| write_all(w, chunk)) {
-                                Some(Ok(())) => Ok(()),
-                                Some(Err(TransportError::Io(e))) => {
+                            Event::Payload(chunk) => match writer.as_mut().map(|w| write_whole(w, chunk)) {
+                                Some(Ok(true)) => Ok(()),
+                                Some(Err(e)) => {
                                     local = Some(e);
                                     Err(Fault::Local)
                                 }
@@ -408,13 +408,14 @@ impl<'b, C: Connect> Client<'b, C> {
                         Ok(())
                     }
                     Event::Header { .. } => Ok(()),
-                    Event::Payload(chunk) => write_all(sink, chunk).map_err(|e| match e {
-                        TransportError::Io(e) => {
+                    Event::Payload(chunk) => match write_whole(sink, chunk) {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(Fault::SinkFull),
+                        Err(e) => {
                             local = Some(e);
-                            Fault::Local
+                            Err(Fault::Local)
                         }
-                        _ => Fault::SinkFull,
-                    }),
+                    },
                 },
                 &mut transport,
             );

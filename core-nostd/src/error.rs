@@ -1,7 +1,9 @@
-//! Error types, split by origin: what the peer sent ([`ProtocolError`]), the
-//! transport ([`TransportError`]) and local storage ([`StoreError`]).
-
-use crate::wire::NameError;
+//! Error types, split by origin: what the peer sent ([`ProtocolError`], and
+//! the names it may send, [`NameError`]), the transport ([`TransportError`])
+//! and local storage ([`StoreError`]).
+//!
+//! The wire format builds these, so nothing here comes from
+//! [`wire`](crate::wire): the two modules do not import each other.
 
 /// The peer sent bytes that break the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,10 +24,6 @@ pub enum ProtocolError {
     UnexpectedStatus(u16),
     /// A list payload entry longer than a name can be.
     BadListEntry,
-    /// A response payload the request cannot have (for example on 212).
-    UnexpectedPayload,
-    /// A restore's size differs from what the caller was told to expect.
-    SizeMismatch,
     /// A 210, 212 or 1001 names another file than the request did: the
     /// answer is not for the file asked about.
     NameMismatch,
@@ -42,8 +40,6 @@ impl ProtocolError {
             ProtocolError::Name(e) => e.reason(),
             ProtocolError::UnexpectedStatus(_) => "unexpected response status",
             ProtocolError::BadListEntry => "malformed list entry",
-            ProtocolError::UnexpectedPayload => "unexpected payload",
-            ProtocolError::SizeMismatch => "size mismatch",
             ProtocolError::NameMismatch => "response names another file than the request",
         }
     }
@@ -69,6 +65,53 @@ impl core::fmt::Display for ProtocolError {
 }
 
 impl core::error::Error for ProtocolError {}
+
+/// Why a file name is refused (see [`validate_name`](crate::wire::validate_name)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum NameError {
+    /// Zero bytes long.
+    Empty,
+    /// Longer than [`MAX_NAME_LEN`](crate::wire::MAX_NAME_LEN) bytes.
+    TooLong,
+    /// Not valid UTF-8.
+    NotUtf8,
+    /// Contains `/`.
+    Slash,
+    /// Contains `\`.
+    Backslash,
+    /// Contains a NUL byte.
+    Nul,
+    /// Contains another control character.
+    Control,
+    /// Is `.` or `..`.
+    DotOrDotDot,
+}
+
+impl NameError {
+    /// The reason sent in a 1003 response and shown to users.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            NameError::Empty => "name is empty",
+            NameError::TooLong => "name is longer than 255 bytes",
+            NameError::NotUtf8 => "name is not valid UTF-8",
+            NameError::Slash => "name contains '/'",
+            NameError::Backslash => "name contains '\\'",
+            NameError::Nul => "name contains a NUL byte",
+            NameError::Control => "name contains a control character",
+            NameError::DotOrDotDot => "name is '.' or '..'",
+        }
+    }
+}
+
+impl core::fmt::Display for NameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl core::error::Error for NameError {}
 
 /// The transport failed or ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

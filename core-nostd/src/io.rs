@@ -5,18 +5,23 @@ use embedded_io::{Read, Write};
 
 use crate::error::TransportError;
 
-/// Writes all of `buf`; a write that accepts nothing is an error, not a panic.
-pub(crate) fn write_all<W: Write + ?Sized>(
-    w: &mut W,
-    mut buf: &[u8],
-) -> Result<(), TransportError<W::Error>> {
+/// Writes all of `buf` to the peer; a write that accepts nothing is an
+/// error, not a panic.
+pub(crate) fn write_all<W: Write + ?Sized>(w: &mut W, buf: &[u8]) -> Result<(), TransportError<W::Error>> {
+    if write_whole(w, buf)? { Ok(()) } else { Err(TransportError::WriteZero) }
+}
+
+/// Writes all of `buf`; `Ok(false)` when a write accepted nothing. For a
+/// transport that is [`TransportError::WriteZero`]; for a restore's sink it
+/// is a full sink, which is no transport's failure.
+pub(crate) fn write_whole<W: Write + ?Sized>(w: &mut W, mut buf: &[u8]) -> Result<bool, W::Error> {
     while !buf.is_empty() {
         match w.write(buf)? {
-            0 => return Err(TransportError::WriteZero),
+            0 => return Ok(false),
             n => buf = buf.get(n..).unwrap_or(&[]),
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Reads until `buf` is full or the reader ends; returns the count read.

@@ -6,7 +6,7 @@
 //! [`wire`] let callers size those buffers at compile time. The core never
 //! touches sockets, files or clocks: hosts add those.
 //!
-//! Data flows one way: wire bytes → [`codec`] → [`session`] (the client's
+//! Data flows one way: wire bytes → [`codec`] → [`session`] (both sides'
 //! decisions as pure state machines) → [`client`], the async client (feature
 //! `async`) or [`dispatch`] → a [`store::Store`] or the caller's files.
 //!

@@ -15,8 +15,8 @@ pub trait Store {
     /// An upload in progress.
     type Upload;
     /// A file open for reading. The dispatcher reads it through
-    /// [`Store::read`], or hands it to a transport that can send it itself
-    /// (see [`SendFile`](crate::dispatch::SendFile)).
+    /// [`Store::read`], or, where [`Store::zero_copy`] lends it, lets a
+    /// transport that can send it itself do so.
     type Reader;
     /// A snapshot of one user's names.
     type Listing<'a>: Listing
@@ -53,6 +53,17 @@ pub trait Store {
     fn open(&mut self, user: u32, name: &str) -> Result<(Self::Reader, u32), StoreError>;
     /// Reads the next bytes of an open file; 0 at its end.
     fn read(&mut self, reader: &mut Self::Reader, buf: &mut [u8]) -> Result<usize, StoreError>;
+    /// What the rest of `reader`'s file is, for a transport that can send
+    /// it by itself ([`SendFile`](crate::dispatch::SendFile)): an OS file,
+    /// say, which a socket hands to the kernel's zero-copy path. The
+    /// transport downcasts it and declines what it does not know, so the
+    /// two meet on a type both know (such as `std::fs::File`) and neither
+    /// knows the other. By default nothing is lent and restores are copied
+    /// through the dispatcher's buffer.
+    fn zero_copy<'r>(&self, reader: &'r mut Self::Reader) -> Option<&'r mut dyn core::any::Any> {
+        let _ = reader;
+        None
+    }
     /// Removes a file durably. A missing file is [`StoreError::NotFound`].
     fn delete(&mut self, user: u32, name: &str) -> Result<(), StoreError>;
     /// Lists the user's names, sorted by bytes.
@@ -100,6 +111,9 @@ impl<S: Store + ?Sized> Store for &mut S {
     }
     fn read(&mut self, reader: &mut Self::Reader, buf: &mut [u8]) -> Result<usize, StoreError> {
         (**self).read(reader, buf)
+    }
+    fn zero_copy<'r>(&self, reader: &'r mut Self::Reader) -> Option<&'r mut dyn core::any::Any> {
+        (**self).zero_copy(reader)
     }
     fn delete(&mut self, user: u32, name: &str) -> Result<(), StoreError> {
         (**self).delete(user, name)

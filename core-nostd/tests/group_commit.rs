@@ -132,7 +132,7 @@ impl embedded_io::Write for Conn {
     }
 }
 
-impl SendFile<RamReader> for Conn {}
+impl SendFile for Conn {}
 
 fn backup(name: &str, payload: &[u8]) -> Vec<u8> {
     let mut b = vec![7, 0, 0, 0, 2, 100, name.len() as u8, 0];

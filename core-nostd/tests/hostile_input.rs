@@ -198,7 +198,7 @@ fn each_response_goes_out_in_one_write_with_the_start_of_its_payload() {
             Ok(true)
         }
     }
-    impl backup_core::SendFile<backup_core::ram_store::RamReader> for Writes {}
+    impl backup_core::SendFile for Writes {}
     let mut conn =
         Writes(Script::new(&[request(2, 200, b"keep"), vec![0x2a, 0, 0, 0, 2, 202]].concat(), 1024), vec![]);
     dispatcher.serve(&mut conn, &mut |_: &Outcome<'_>| {});

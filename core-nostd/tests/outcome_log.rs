@@ -5,7 +5,6 @@
 mod support;
 
 use backup_core::dispatch::SendFile;
-use backup_core::ram_store::RamReader;
 use backup_core::store::Store;
 use backup_core::{Config, Dispatcher, Outcome};
 use embedded_io::{ErrorKind, ErrorType, Read, ReadReady, Write};
@@ -54,7 +53,7 @@ impl Write for Vanishing {
     }
 }
 
-impl SendFile<RamReader> for Vanishing {}
+impl SendFile for Vanishing {}
 
 #[test]
 fn a_restore_cut_by_the_client_is_logged_with_its_210_and_the_bytes_that_went_out() {

@@ -19,6 +19,8 @@
 //! A wait that runs out fails with [`io::ErrorKind::TimedOut`], and the
 //! dispatcher ends the session.
 
+use std::any::Any;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
@@ -31,7 +33,6 @@ use backup_core::dispatch::{SendFile, SendFileError};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
-use crate::fs_store::FsReader;
 use crate::rate::RateClock;
 
 /// Read buffer: enough for many small requests per system call. Payload
@@ -381,23 +382,25 @@ impl embedded_io::Write for Conn {
     }
 }
 
-impl SendFile<FsReader> for Conn {
-    /// Sends the rest of a restore with sendfile(2): the kernel moves the
-    /// bytes from the page cache to the socket without copying them through
-    /// us. Falls back to the dispatcher's copy if the kernel refuses at once.
+impl SendFile for Conn {
+    /// Sends the rest of a restore from a [`File`] the store lent with
+    /// sendfile(2): the kernel moves the bytes from the page cache to the
+    /// socket without copying them through us. Declines other sources, and
+    /// falls back to the dispatcher's copy if the kernel refuses at once.
     fn send_file(
         &mut self,
-        file: &mut FsReader,
+        source: &mut dyn Any,
         len: u64,
         sent: &mut u64,
     ) -> Result<bool, SendFileError<io::Error>> {
+        let Some(file) = source.downcast_mut::<File>() else { return Ok(false) };
         self.track_request();
         let mut left = len;
         while left > 0 {
             // The kernel moves at most about 2 GiB per call; the socket
             // takes what fits and the idle timer counts whole chunks.
             let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
-            match rustix::fs::sendfile(&self.stream, &file.file, None, chunk) {
+            match rustix::fs::sendfile(&self.stream, &*file, None, chunk) {
                 Ok(0) => return Err(SendFileError::Source(StoreError::Changed)),
                 Ok(n) => {
                     left -= n as u64;

@@ -135,8 +135,9 @@ impl Drop for FsUpload {
 /// A stored file open for reading.
 #[derive(Debug)]
 pub struct FsReader {
-    /// The open file; the transport may send it with `sendfile`.
-    pub file: File,
+    /// The open file, which [`Store::zero_copy`] lends the transport to send
+    /// with `sendfile`.
+    file: File,
 }
 
 /// A sorted snapshot of one user's names, streamed from a spool file (see
@@ -515,6 +516,11 @@ impl Store for FsStore {
 
     fn read(&mut self, reader: &mut FsReader, buf: &mut [u8]) -> Result<usize, StoreError> {
         reader.file.read(buf).map_err(|e| store_error(e, "read", ""))
+    }
+
+    /// The file itself: the connection sends a `File` with sendfile(2).
+    fn zero_copy<'r>(&self, reader: &'r mut FsReader) -> Option<&'r mut dyn std::any::Any> {
+        Some(&mut reader.file)
     }
 
     fn delete(&mut self, user: u32, name: &str) -> Result<(), StoreError> {

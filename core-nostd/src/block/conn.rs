@@ -204,7 +204,7 @@ impl<T: Read + Write> Write for BlockServerConn<T> {
 
 /// Restores are copied block by block: the kernel's zero-copy path would
 /// bypass the framing.
-impl<T: Read + Write, R> SendFile<R> for BlockServerConn<T> {}
+impl<T: Read + Write> SendFile for BlockServerConn<T> {}
 
 /// A client-side connection to a block-framed server, as a stream transport
 /// for the [`Client`](crate::Client): requests go out block by block, and the

@@ -13,3 +13,5 @@
 pub(crate) mod answer;
 pub(crate) mod client;
 pub(crate) mod fault;
+pub(crate) mod held;
+pub(crate) mod server;

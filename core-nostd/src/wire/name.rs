@@ -1,53 +1,7 @@
 //! File name rules, shared by every client and server so both sides agree.
 
 use super::MAX_NAME_LEN;
-
-/// Why a file name is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[non_exhaustive]
-pub enum NameError {
-    /// Zero bytes long.
-    Empty,
-    /// Longer than [`MAX_NAME_LEN`] bytes.
-    TooLong,
-    /// Not valid UTF-8.
-    NotUtf8,
-    /// Contains `/`.
-    Slash,
-    /// Contains `\`.
-    Backslash,
-    /// Contains a NUL byte.
-    Nul,
-    /// Contains another control character.
-    Control,
-    /// Is `.` or `..`.
-    DotOrDotDot,
-}
-
-impl NameError {
-    /// The reason sent in a 1003 response and shown to users.
-    pub const fn reason(self) -> &'static str {
-        match self {
-            NameError::Empty => "name is empty",
-            NameError::TooLong => "name is longer than 255 bytes",
-            NameError::NotUtf8 => "name is not valid UTF-8",
-            NameError::Slash => "name contains '/'",
-            NameError::Backslash => "name contains '\\'",
-            NameError::Nul => "name contains a NUL byte",
-            NameError::Control => "name contains a control character",
-            NameError::DotOrDotDot => "name is '.' or '..'",
-        }
-    }
-}
-
-impl core::fmt::Display for NameError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.reason())
-    }
-}
-
-impl core::error::Error for NameError {}
+pub use crate::error::NameError;
 
 /// Checks a file name against the protocol's rules and returns it as `&str`.
 ///

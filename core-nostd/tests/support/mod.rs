@@ -7,7 +7,6 @@ use std::convert::Infallible;
 use std::sync::{Arc, Condvar, Mutex};
 
 use backup_core::dispatch::SendFile;
-use backup_core::ram_store::RamReader;
 use backup_core::{Config, Dispatcher, Outcome, RamStore, SessionEnd};
 use embedded_io::{ErrorType, Read, ReadReady, Write};
 
@@ -61,7 +60,7 @@ impl embedded_io::ReadReady for Script {
     }
 }
 
-impl SendFile<RamReader> for Script {}
+impl SendFile for Script {}
 
 pub type TestStore = RamStore<16, 65536>;
 
@@ -198,7 +197,7 @@ impl Write for DuplexEnd {
     }
 }
 
-impl SendFile<RamReader> for DuplexEnd {}
+impl SendFile for DuplexEnd {}
 
 /// A connector handing out one prepared duplex end, then refusing.
 pub struct OneShot(pub Option<DuplexEnd>);
