@@ -5,6 +5,11 @@
 //! list them, restore each and check it as it streams in, delete one, check
 //! that it is gone; all on one connection. The exit status goes to the host
 //! through semihosting.
+//!
+//! The default build speaks protocol version 3: the connection opens with a
+//! Noise handshake under the user's key, given at build time (build.rs), and
+//! everything after it travels in encrypted records. The `plaintext` build is
+//! today's version 2 in the clear, for links that are already secured.
 
 #![no_std]
 #![no_main]
@@ -15,9 +20,23 @@
 mod async_content;
 #[cfg(feature = "async")]
 mod async_uart;
+// The version-3 build takes its user id from the build, not content.rs.
+#[cfg_attr(secure, allow(dead_code))]
 mod content;
+#[cfg(secure)]
+mod cycles;
+#[cfg(secure)]
+mod entropy;
 mod report;
+#[cfg(secure)]
+mod secure_link;
 mod uart;
+
+/// The user id and key this firmware was built with (see build.rs).
+#[cfg(secure)]
+mod key {
+    include!(concat!(env!("OUT_DIR"), "/key.rs"));
+}
 
 use cortex_m_rt::{ExceptionFrame, entry, exception};
 use cortex_m_semihosting::debug::{self, EXIT_FAILURE, EXIT_SUCCESS};
@@ -28,6 +47,21 @@ use content::Generated;
 
 /// The transfer buffer: payloads stream through it in chunks this size.
 const TRANSFER_BUF_LEN: usize = 1024;
+/// The largest record the firmware accepts from the server (version 3).
+#[cfg(secure)]
+const MAX_RECORD: u16 = 1024;
+/// The record buffers (version 3): one record received, opened in place;
+/// one record sealed, as large as a transfer-buffer chunk. measure.sh reads
+/// these two lines.
+#[cfg(secure)]
+const RECORD_RX_LEN: usize = 1026;
+#[cfg(secure)]
+const RECORD_TX_LEN: usize = 1042;
+#[cfg(secure)]
+const _: () = assert!(
+    RECORD_RX_LEN == backup_core::secure::rx_buffer_len(MAX_RECORD)
+        && RECORD_TX_LEN == backup_core::secure::tx_buffer_len(TRANSFER_BUF_LEN)
+);
 
 /// Logs with defmt when the feature is on; compiles to nothing otherwise,
 /// so the default build carries no formatting machinery.
@@ -58,6 +92,12 @@ enum Step {
     Delete,
     RestoreDeleted,
     Connection,
+    /// No entropy for the handshake's keys.
+    #[cfg(secure)]
+    Entropy,
+    /// The version-3 handshake failed (wrong key, unknown user, old server).
+    #[cfg(secure)]
+    Handshake,
 }
 
 #[entry]
@@ -130,12 +170,48 @@ fn say(text: &[&[u8]], number: u32, tail: &[u8]) {
     report::line(&parts);
 }
 
-#[cfg(not(any(feature = "baseline", feature = "async")))]
+#[cfg(all(not(secure), not(any(feature = "baseline", feature = "async"))))]
 fn session(_uart: uart::Uart, buf: &'static mut [u8]) -> Result<(), Step> {
-    use backup_core::{Client, ClientError};
-    use content::{CONFIG_NAME, Checker, LOG_NAME, USER_ID};
+    let mut client =
+        backup_core::Client::new(uart::UartLink, content::USER_ID, buf).map_err(|_| Step::Setup)?;
+    steps(&mut client)
+}
 
-    let mut client = Client::new(uart::UartLink, USER_ID, buf).map_err(|_| Step::Setup)?;
+/// Version 3: seeds the generator, starts the clock that measures the
+/// handshake, and runs the same steps through the secure connector.
+#[cfg(secure)]
+fn session(_uart: uart::Uart, buf: &'static mut [u8]) -> Result<(), Step> {
+    use backup_core::secure::SECURE_VERSION;
+    use core::sync::atomic::Ordering;
+
+    let rng = entropy::from_host().ok_or(Step::Entropy)?;
+    let (Some(rx), Some(tx)) = (
+        cortex_m::singleton!(: [u8; RECORD_RX_LEN] = [0; RECORD_RX_LEN]),
+        cortex_m::singleton!(: [u8; RECORD_TX_LEN] = [0; RECORD_TX_LEN]),
+    ) else {
+        return Err(Step::Setup);
+    };
+    let clock = cycles::Clock::start();
+    let link = secure_link::SecureLink::new(rng, &clock, rx, tx);
+    let mut client = backup_core::Client::new(link, key::USER_ID, buf)
+        .map_err(|_| Step::Setup)?
+        .with_version(SECURE_VERSION);
+    let result = steps(&mut client);
+    if secure_link::HANDSHAKE_FAILURES.load(Ordering::Relaxed) > 0 {
+        return Err(Step::Handshake);
+    }
+    let instructions = secure_link::HANDSHAKE_INSTRUCTIONS.load(Ordering::Relaxed);
+    say(&[b"handshake: "], instructions, b" instructions (exact under QEMU -icount shift=0)");
+    log!("handshake: {=u32} instructions", instructions);
+    result
+}
+
+/// The scenario, on whichever connector: back up, list, restore and check,
+/// delete, check it is gone, all on one connection.
+#[cfg(not(any(feature = "baseline", feature = "async")))]
+fn steps<C: backup_core::Connect>(client: &mut backup_core::Client<'_, C>) -> Result<(), Step> {
+    use backup_core::ClientError;
+    use content::{CONFIG_NAME, Checker, LOG_NAME};
 
     client.backup(LOG_NAME, content::LOG_LEN, &mut Generated::log()).map_err(|_| Step::BackupLog)?;
     log!("backed up {=str}", LOG_NAME);
@@ -176,7 +252,7 @@ fn session(_uart: uart::Uart, buf: &'static mut [u8]) -> Result<(), Step> {
         Err(ClientError::NotFound) => log!("{=str} is gone, as expected", CONFIG_NAME),
         _ => return Err(Step::RestoreDeleted),
     }
-    // Version 2: the server kept the one connection open throughout.
+    // Version 2 and 3: the server kept the one connection open throughout.
     if !client.is_connected() {
         return Err(Step::Connection);
     }

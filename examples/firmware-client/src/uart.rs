@@ -7,6 +7,7 @@
 
 use core::ptr::{read_volatile, write_volatile};
 
+#[cfg(not(secure))]
 use backup_core::Connect;
 use embedded_io::{ErrorKind, ErrorType, Read, ReadReady, Write, WriteReady};
 
@@ -153,9 +154,12 @@ impl WriteReady for Uart {
 }
 
 /// The network link as the client's [`Connect`]: the module holds one TCP
-/// connection to the server, so "connecting" hands out the UART again.
+/// connection to the server, so "connecting" hands out the UART again. (The
+/// version-3 build's connector is `secure_link::SecureLink`.)
+#[cfg(not(secure))]
 pub struct UartLink;
 
+#[cfg(not(secure))]
 impl Connect for UartLink {
     type Conn = Uart;
 
