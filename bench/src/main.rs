@@ -1,6 +1,9 @@
 //! `backup-bench`: measures backup-server and backup-client against the raw
-//! wire (socat) and rsync in daemon mode, on 127.0.0.1, in one run, and
-//! prints medians with min and max and our ratio to each peer.
+//! wire (socat) and rsync in daemon mode, and against what a user would
+//! otherwise pick for authenticated, encrypted backups (`rsync -e ssh` to a
+//! private sshd, restic to `rclone serve restic`), on 127.0.0.1, in one run,
+//! and prints medians with min and max, our ratio to each peer and the
+//! target for that ratio.
 //!
 //! Run it through `bash .ci/bench`, which builds the release binaries and
 //! installs the peers. See BENCHMARKS.md for the workloads and results.
@@ -119,11 +122,23 @@ impl Stat {
     }
 }
 
+/// A peer's figures beside ours, and the target for our ratio to it, if any.
+struct Peer {
+    name: &'static str,
+    stat: Stat,
+    /// Ours / peer (medians) must be at least this.
+    target: Option<f64>,
+}
+
+fn peer(name: &'static str, figures: Vec<f64>, target: Option<f64>) -> Peer {
+    Peer { name, stat: Stat(figures), target }
+}
+
 struct Row {
     workload: String,
     unit: &'static str,
     ours: Stat,
-    peers: Vec<(&'static str, Stat)>,
+    peers: Vec<Peer>,
 }
 
 /// This program's folder: `target/release`, where `.ci/bench` built the
@@ -281,15 +296,197 @@ impl Rsync {
     }
 
     fn rsync(&self, from: String, to: String, fsync: bool) -> Duration {
-        let started = Instant::now();
-        let mut cmd = Command::new("rsync");
-        cmd.args(["-a", "--whole-file"]);
-        if fsync {
-            cmd.arg("--fsync");
+        rsync(from, to, fsync, None)
+    }
+}
+
+/// One timed `rsync -a --whole-file` (with `--fsync` if asked, which rsync
+/// 3.2+ passes on to the receiving side), over `-e ssh` if given.
+fn rsync(from: String, to: String, fsync: bool, ssh: Option<&str>) -> Duration {
+    let started = Instant::now();
+    let mut cmd = Command::new("rsync");
+    cmd.args(["-a", "--whole-file"]);
+    if fsync {
+        cmd.arg("--fsync");
+    }
+    if let Some(ssh) = ssh {
+        cmd.args(["-e", ssh]);
+    }
+    run(cmd.arg(from).arg(to));
+    started.elapsed()
+}
+
+/// Waits until something listens on 127.0.0.1:`port`.
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} does not listen on 127.0.0.1:{port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A private sshd on 127.0.0.1 as the current user, with its own config,
+/// host key and authorized ed25519 client key in `dir`: the far end of
+/// `rsync -e ssh`, as a user would back up to another machine with it.
+struct Sshd {
+    child: Child,
+    /// The `-e` command for rsync.
+    ssh: String,
+}
+
+impl Sshd {
+    fn start(dir: &Path) -> Sshd {
+        std::fs::create_dir_all(dir).expect("ssh folder");
+        let host_key = dir.join("host_ed25519");
+        let client_key = dir.join("client_ed25519");
+        for key in [&host_key, &client_key] {
+            let _ = std::fs::remove_file(key);
+            let _ = std::fs::remove_file(key.with_extension("pub"));
+            run(Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "backup-bench", "-f"])
+                .arg(key));
         }
-        run(cmd.arg(from).arg(to));
+        let authorized = dir.join("authorized_keys");
+        std::fs::copy(client_key.with_extension("pub"), &authorized).expect("authorized_keys");
+        let port = free_port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile none\n\
+                 UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PubkeyAuthentication yes\nPermitRootLogin prohibit-password\n",
+                host_key.display(),
+                authorized.display()
+            ),
+        )
+        .expect("sshd_config");
+        // sshd re-executes itself, so it must be started by its absolute path.
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .expect("sshd is installed (Debian openssh-server; .ci/bench installs it)");
+        let log = File::create(dir.join("sshd.log")).expect("sshd.log");
+        let child = Command::new(sshd)
+            .arg("-f")
+            .arg(&config)
+            .args(["-D", "-e"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sshd runs");
+        wait_for_port(port, "sshd");
+        let ssh = format!(
+            "ssh -p {port} -i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+             -o BatchMode=yes -o LogLevel=ERROR",
+            client_key.display()
+        );
+        Sshd { child, ssh }
+    }
+
+    /// `src` (a file, or a folder's contents) into the folder `dest` at the far end.
+    fn push(&self, src: &Path, dest: &Path, fsync: bool) -> Duration {
+        let from = if src.is_dir() { format!("{}/", src.display()) } else { src.display().to_string() };
+        rsync(from, format!("127.0.0.1:{}/", dest.display()), fsync, Some(&self.ssh))
+    }
+
+    /// `src` (a file, or a folder's contents) from the far end into the folder `dest`.
+    fn pull(&self, src: &Path, dest: &Path, fsync: bool) -> Duration {
+        let from = if src.is_dir() { format!("{}/", src.display()) } else { src.display().to_string() };
+        rsync(format!("127.0.0.1:{from}"), format!("{}/", dest.display()), fsync, Some(&self.ssh))
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `rclone serve restic` on 127.0.0.1, storing restic repositories in a
+/// folder, and the restic client that backs up to it. Every repetition
+/// gets a fresh repository: restic deduplicates, so a second backup of the
+/// same bytes into the same repository would send nothing.
+struct Restic {
+    child: Child,
+    port: u16,
+    cache: PathBuf,
+}
+
+/// The environment's CA variables (`AWS_CA_BUNDLE`, `SSL_CERT_FILE`, ...)
+/// are for its HTTPS proxies; rclone and restic speak plain HTTP on the
+/// loopback here, and such variables have been seen to break them, so
+/// their child processes run without any.
+fn without_ca_variables(cmd: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        let upper = name.to_string_lossy().to_ascii_uppercase();
+        if upper.contains("CA_BUNDLE") || upper.contains("CA_CERT") || upper.starts_with("SSL_CERT") {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
+impl Restic {
+    fn start(dir: &Path) -> Restic {
+        let repos = dir.join("repos");
+        std::fs::create_dir_all(&repos).expect("restic folder");
+        let port = free_port();
+        let log = File::create(dir.join("rclone.log")).expect("rclone.log");
+        let child = without_ca_variables(&mut Command::new("rclone"))
+            .args(["serve", "restic", "--addr", &format!("127.0.0.1:{port}")])
+            .arg(&repos)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("rclone runs (Debian rclone; .ci/bench installs it)");
+        wait_for_port(port, "rclone serve restic");
+        Restic { child, port, cache: dir.join("cache") }
+    }
+
+    fn restic(&self, repo: &str) -> Command {
+        let mut cmd = Command::new("restic");
+        without_ca_variables(&mut cmd)
+            .args(["-q", "-r", &format!("rest:http://127.0.0.1:{}/{repo}/", self.port)])
+            .env("RESTIC_PASSWORD", "backup-bench")
+            .env("RESTIC_CACHE_DIR", &self.cache)
+            .stdout(Stdio::null());
+        cmd
+    }
+
+    /// A fresh repository (not timed).
+    fn init(&self, repo: &str) {
+        run(self.restic(repo).arg("init"));
+    }
+
+    /// One `restic backup PATH`: a file, or a folder and all in it.
+    fn backup(&self, repo: &str, path: &Path) -> Duration {
+        let started = Instant::now();
+        run(self.restic(repo).arg("backup").arg(path));
         started.elapsed()
     }
+
+    /// `restic restore latest --target DEST`, which recreates the backed-up
+    /// absolute paths under `dest`.
+    fn restore(&self, repo: &str, dest: &Path) -> Duration {
+        let started = Instant::now();
+        run(self.restic(repo).args(["restore", "latest", "--target"]).arg(dest));
+        started.elapsed()
+    }
+}
+
+impl Drop for Restic {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where `restic restore --target dest` put what was backed up from `path`.
+fn restored_under(dest: &Path, path: &Path) -> PathBuf {
+    dest.join(path.strip_prefix("/").unwrap_or(path))
 }
 
 impl Drop for Rsync {
@@ -424,14 +621,19 @@ fn main() {
         }
     };
 
+    // The peers for authenticated, encrypted backups, for workloads 1 and 2.
+    let secure = (o.runs(1) || o.runs(2)).then(|| (Sshd::start(&w("ssh")), Restic::start(&w("restic"))));
+
     let mut rss1 = 0.0f64;
-    if o.runs(1) {
+    if let (true, Some((sshd, restic))) = (o.runs(1), &secure) {
         // 1. One big file, both directions, both fsynced.
         eprintln!("workload 1: one {} MiB file", o.big / MIB);
         let big = w("big.bin");
         write_random(&big, o.big, 7);
         let (mut up, mut down) = (vec![vec![]; builds.len()], vec![vec![]; builds.len()]);
         let (mut raw_up, mut raw_down) = (vec![], vec![]);
+        let (mut ssh_up, mut ssh_down) = (vec![], vec![]);
+        let (mut restic_up, mut restic_down) = (vec![], vec![]);
         for rep in 0..o.reps {
             for (b, build) in turns(&builds, rep) {
                 // Fresh folders each time: ext4 is slow to reuse inodes just freed.
@@ -450,6 +652,18 @@ fn main() {
             std::fs::create_dir_all(&raw).unwrap();
             raw_up.push(mb_per_s(o.big, socat_copy(&big, &raw.join("big.bin"))));
             raw_down.push(mb_per_s(o.big, socat_copy(&raw.join("big.bin"), &raw.join("back.bin"))));
+            let (there, back) = (w(&format!("ssh-1-{rep}")), w(&format!("ssh-restored-1-{rep}")));
+            std::fs::create_dir_all(&there).unwrap();
+            std::fs::create_dir_all(&back).unwrap();
+            ssh_up.push(mb_per_s(o.big, sshd.push(&big, &there, true)));
+            ssh_down.push(mb_per_s(o.big, sshd.pull(&there.join("big.bin"), &back, true)));
+            let repo = format!("1-{rep}");
+            restic.init(&repo);
+            restic_up.push(mb_per_s(o.big, restic.backup(&repo, &big)));
+            let out = w(&format!("restic-restored-1-{rep}"));
+            restic_down.push(mb_per_s(o.big, restic.restore(&repo, &out)));
+            let restored = restored_under(&out, &big).metadata().map(|m| m.len()).unwrap_or(0);
+            assert_eq!(restored, o.big, "restic restored {} bytes of {}", restored, o.big);
         }
         let size = format!("{} MiB", o.big / MIB);
         compare(format!("1 back up one {size} file"), "MB/s", &up);
@@ -458,17 +672,25 @@ fn main() {
             workload: format!("1 back up one {size} file"),
             unit: "MB/s",
             ours: Stat(up.swap_remove(0)),
-            peers: vec![("raw wire (socat + fsync)", Stat(raw_up))],
+            peers: vec![
+                peer("raw wire (socat + fsync)", raw_up, Some(0.95)),
+                peer("rsync -e ssh --fsync", ssh_up, None),
+                peer("restic to rclone serve restic (no fsync)", restic_up, None),
+            ],
         });
         rows.push(Row {
             workload: format!("1 restore one {size} file"),
             unit: "MB/s",
             ours: Stat(down.swap_remove(0)),
-            peers: vec![("raw wire (socat + fsync)", Stat(raw_down))],
+            peers: vec![
+                peer("raw wire (socat + fsync)", raw_down, Some(0.95)),
+                peer("rsync -e ssh --fsync", ssh_down, None),
+                peer("restic to rclone serve restic (no fsync)", restic_down, None),
+            ],
         });
     }
 
-    if o.runs(2) {
+    if let (true, Some((sshd, restic))) = (o.runs(2), &secure) {
         // 2. Many small files from one client invocation.
         let n = o.small_files;
         eprintln!("workload 2: {n} files of 4 KiB");
@@ -486,6 +708,8 @@ fn main() {
         // rsync the same four.
         let mut r = vec![[vec![], vec![], vec![], vec![]]; builds.len()];
         let mut rs = [vec![], vec![], vec![], vec![]];
+        let mut ss = [vec![], vec![], vec![], vec![]];
+        let (mut restic_up, mut restic_down) = (vec![], vec![]);
         for rep in 0..o.reps {
             for (b, build) in turns(&builds, rep) {
                 for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
@@ -506,21 +730,42 @@ fn main() {
                 let out = w(&format!("rsync-restored-{fsync}-{rep}"));
                 std::fs::create_dir_all(&out).unwrap();
                 rs[down].push(per_s(n, rsync.pull(&dest, &out, fsync)));
+                let (there, back) =
+                    (w(&format!("ssh-2-{fsync}-{rep}")), w(&format!("ssh-restored-2-{fsync}-{rep}")));
+                std::fs::create_dir_all(&there).unwrap();
+                std::fs::create_dir_all(&back).unwrap();
+                ss[up].push(per_s(n, sshd.push(&small, &there, fsync)));
+                ss[down].push(per_s(n, sshd.pull(&there, &back, fsync)));
             }
+            let repo = format!("2-{rep}");
+            restic.init(&repo);
+            restic_up.push(per_s(n, restic.backup(&repo, &small)));
+            let out = w(&format!("restic-restored-2-{rep}"));
+            restic_down.push(per_s(n, restic.restore(&repo, &out)));
+            let restored = std::fs::read_dir(restored_under(&out, &small)).map(|d| d.count()).unwrap_or(0);
+            assert_eq!(restored, n, "restic restored {restored} files of {n}");
         }
         drop(rsync);
         let whats = [
-            ("back up {n} x 4 KiB, synced", "rsync --fsync"),
-            ("restore {n} x 4 KiB, synced", "rsync --fsync"),
-            ("back up {n} x 4 KiB, no sync", "rsync"),
-            ("restore {n} x 4 KiB, no sync", "rsync"),
+            ("back up {n} x 4 KiB, synced", "rsync --fsync", "rsync -e ssh --fsync"),
+            ("restore {n} x 4 KiB, synced", "rsync --fsync", "rsync -e ssh --fsync"),
+            ("back up {n} x 4 KiB, no sync", "rsync", "rsync -e ssh"),
+            ("restore {n} x 4 KiB, no sync", "rsync", "rsync -e ssh"),
         ];
-        for (i, ((what, peer), theirs)) in whats.into_iter().zip(rs).enumerate() {
+        // restic syncs nothing (neither rclone's store nor its restore), so
+        // it stands beside our unsynced figures.
+        let mut restic = [vec![], vec![], restic_up, restic_down].into_iter();
+        for (i, (((what, daemon, ssh), theirs), over_ssh)) in whats.into_iter().zip(rs).zip(ss).enumerate() {
             let workload = format!("2 {}", what.replace("{n}", &n.to_string()));
             let figures: Vec<Vec<f64>> = r.iter().map(|per_build| per_build[i].clone()).collect();
             compare(workload.clone(), "files/s", &figures);
             let ours = Stat(r[0][i].clone());
-            rows.push(Row { workload, unit: "files/s", ours, peers: vec![(peer, Stat(theirs))] });
+            let mut peers = vec![peer(daemon, theirs, Some(1.0)), peer(ssh, over_ssh, None)];
+            let restic = restic.next().unwrap_or_default();
+            if !restic.is_empty() {
+                peers.push(peer("restic to rclone serve restic", restic, None));
+            }
+            rows.push(Row { workload, unit: "files/s", ours, peers });
         }
     }
 
@@ -594,17 +839,22 @@ fn main() {
     }
 
     println!("\nmedian [min-max] of {} runs; ratio = ours / peer (median)\n", o.reps);
-    println!("| workload | unit | ours | peer | peer figure | ratio |");
-    println!("|---|---|---|---|---|---|");
+    println!("| workload | unit | ours | peer | peer figure | ratio | target | met |");
+    println!("|---|---|---|---|---|---|---|---|");
     for row in &rows {
-        for (peer, stat) in &row.peers {
+        for p in &row.peers {
+            let ratio = row.ours.median() / p.stat.median();
+            let (target, met) = match p.target {
+                Some(t) => (format!("≥ {t}"), if ratio >= t { "yes" } else { "**no**" }),
+                None => ("—".to_string(), "—"),
+            };
             println!(
-                "| {} | {} | {} | {peer} | {} | {:.2} |",
+                "| {} | {} | {} | {} | {} | {ratio:.2} | {target} | {met} |",
                 row.workload,
                 row.unit,
                 row.ours.show(),
-                stat.show(),
-                row.ours.median() / stat.median()
+                p.name,
+                p.stat.show(),
             );
         }
     }
@@ -640,6 +890,15 @@ fn main() {
                 let path = entry.path();
                 let _ =
                     if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            }
+        }
+    }
+    // And restic's repositories of workload 1.
+    drop(secure);
+    if let Ok(entries) = std::fs::read_dir(w("restic/repos")) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("1-") {
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
