@@ -40,6 +40,14 @@ pub trait AsyncConnect {
     type Conn: Read + Write + ReadReady;
     /// Opens a connection.
     async fn connect(&mut self) -> Result<Self::Conn, <Self::Conn as ErrorType>::Error>;
+    /// Takes back a connection the client is done with (it disconnects, or
+    /// the server closed it), before any later [`connect`](Self::connect).
+    /// The default drops it. A connector whose connections hold buffers
+    /// they cannot give back, such as embassy-net's `TcpSocket<'static>`,
+    /// keeps it here and connects it again on the next `connect`.
+    fn release(&mut self, conn: Self::Conn) {
+        drop(conn);
+    }
 }
 
 /// The transport error type of an async connector's connections.
@@ -201,6 +209,16 @@ impl<'b, C: AsyncConnect> AsyncClient<'b, C> {
         })
     }
 
+    /// Sends requests with version byte `version` (at least 2) instead of 2:
+    /// [`SECURE_VERSION`](crate::secure::SECURE_VERSION) when every
+    /// connection the connector opens is a
+    /// [`SecureStream`](crate::secure::SecureStream). The session rules stay
+    /// those of version 2: a server answering 2 or higher keeps the connection.
+    pub fn with_version(mut self, version: u8) -> Self {
+        self.session.set_version(version);
+        self
+    }
+
     /// The user whose files this client handles.
     pub fn user_id(&self) -> u32 {
         self.session.user_id()
@@ -220,7 +238,14 @@ impl<'b, C: AsyncConnect> AsyncClient<'b, C> {
     /// Closes the held connection, if any.
     pub fn disconnect(&mut self) {
         self.session.close();
-        self.conn = None;
+        self.release();
+    }
+
+    /// Hands the held connection, if any, back to the connector.
+    fn release(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.connector.release(conn);
+        }
     }
 
     /// Backs up `size` bytes read from `source` as `name`; see
@@ -413,7 +438,7 @@ impl<'b, C: AsyncConnect> AsyncClient<'b, C> {
     }
 
     async fn connect(&mut self) -> Result<(), TransportError<AsyncConnError<C>>> {
-        self.conn = None;
+        self.release();
         self.conn = Some(self.connector.connect().await?);
         self.session.connected();
         Ok(())
@@ -430,7 +455,7 @@ impl<'b, C: AsyncConnect> AsyncClient<'b, C> {
 
     fn follow_session(&mut self) {
         if self.session.needs_connection() {
-            self.conn = None;
+            self.release();
         }
     }
 

@@ -173,6 +173,16 @@ impl<'b, C: Connect> Client<'b, C> {
         })
     }
 
+    /// Sends requests with version byte `version` (at least 2) instead of 2:
+    /// [`SECURE_VERSION`](crate::secure::SECURE_VERSION) when every
+    /// connection the connector opens is a
+    /// [`SecureStream`](crate::secure::SecureStream). The session rules stay
+    /// those of version 2: a server answering 2 or higher keeps the connection.
+    pub fn with_version(mut self, version: u8) -> Self {
+        self.session.set_version(version);
+        self
+    }
+
     /// The user whose files this client handles.
     pub fn user_id(&self) -> u32 {
         self.session.user_id()

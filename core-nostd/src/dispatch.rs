@@ -44,7 +44,11 @@ pub struct Config {
     /// Largest backup accepted; larger ones are refused before their payload.
     pub max_file_size: u32,
     /// Highest protocol version served; responses carry the lower of this
-    /// and the client's.
+    /// and the client's. A dispatcher serving a
+    /// [`SecureStream`](crate::secure::SecureStream) sets
+    /// [`SECURE_VERSION`](crate::secure::SECURE_VERSION) (3: the version-2
+    /// session rules, inside a secure session); a plaintext one keeps 2, so
+    /// no plaintext client is ever answered 3.
     pub version: u8,
     /// Group commit: while the next request is already waiting, commit
     /// backups with [`Store::commit_upload_deferred`] and hold their 212s;

@@ -10,6 +10,10 @@
 //! decisions as pure state machines) → [`client`], the async client (feature
 //! `async`) or [`dispatch`] → a [`store::Store`] or the caller's files.
 //!
+//! Version 3 sessions ([`secure`]) wrap any transport in the Noise handshake
+//! and encrypted records first; the client and dispatcher then run over the
+//! [`secure::SecureStream`] unchanged.
+//!
 //! The protocol itself is specified in `PROTOCOL.md`, included below.
 //!
 #![doc = include_str!("../PROTOCOL.md")]
@@ -32,6 +36,7 @@ pub mod dispatch;
 pub mod error;
 pub mod io;
 pub mod ram_store;
+pub mod secure;
 pub mod session;
 pub mod store;
 pub mod wire;

@@ -37,3 +37,24 @@ fn the_response_decoder_corpus_passes_its_checks() {
 fn the_dispatcher_corpus_passes_its_checks() {
     assert!(replay("dispatcher", checks::dispatcher) > 0, "the corpus is there");
 }
+
+#[test]
+fn the_secure_server_corpus_passes_its_checks() {
+    assert!(replay("secure_server", checks::secure_server) > 0, "the corpus is there");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// The secure_server target's checks over random inputs of each shape,
+    /// so CI runs them without nightly.
+    #[test]
+    fn the_secure_server_checks_hold_for_random_input(
+        ctl in 0u8..=255,
+        body in proptest::collection::vec(0u8..=255, 0..600),
+    ) {
+        let mut data = vec![ctl];
+        data.extend_from_slice(&body);
+        checks::secure_server(&data);
+    }
+}

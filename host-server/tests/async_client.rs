@@ -209,3 +209,44 @@ fn an_early_refusal_stops_the_upload_and_gives_the_servers_reason() {
     assert!(!server.root.join("11/big.bin").exists(), "nothing of the refused file is stored");
     assert_eq!(std::fs::read(server.root.join("11/small.bin")).unwrap(), b"abc");
 }
+
+/// A connector that keeps the connections handed back to it, as one whose
+/// connections hold `'static` buffers must (embassy-net's `TcpSocket`), and
+/// notes at each connect how many it holds.
+struct Keeping {
+    addr: std::net::SocketAddr,
+    kept: Vec<Conn>,
+    held_at_connect: std::rc::Rc<std::cell::RefCell<Vec<usize>>>,
+}
+
+impl AsyncConnect for Keeping {
+    type Conn = Conn;
+    async fn connect(&mut self) -> Result<Conn, std::io::Error> {
+        self.held_at_connect.borrow_mut().push(self.kept.len());
+        Ok(Conn(FromTokio::new(TcpStream::connect(self.addr).await?)))
+    }
+    fn release(&mut self, conn: Conn) {
+        self.kept.push(conn);
+    }
+}
+
+#[test]
+fn a_finished_connection_goes_back_to_its_connector_before_the_next_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.max_file_size = 1000);
+    let held = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    runtime().block_on(async {
+        let mut buf = [0u8; 1024];
+        let connector = Keeping { addr: server.addr, kept: Vec::new(), held_at_connect: held.clone() };
+        let mut client = AsyncClient::new(connector, 12, &mut buf).unwrap();
+        client.backup("a.bin", 3, &mut Bytes(b"abc")).await.unwrap();
+        // The server closes after refusing: the client hands that one back.
+        let big = pattern(8 << 20, 4);
+        assert!(client.backup("big.bin", big.len() as u32, &mut Bytes(&big)).await.is_err());
+        client.backup("b.bin", 3, &mut Bytes(b"def")).await.unwrap();
+        client.disconnect();
+        assert!(!client.is_connected());
+        assert_eq!(client.list(|_| {}).await.unwrap(), 2);
+    });
+    assert_eq!(*held.borrow(), [0, 1, 2], "each earlier connection was handed back first");
+}

@@ -28,12 +28,20 @@ enum Link {
 /// One user's session with the server, across connections.
 pub(crate) struct ClientSession {
     user_id: u32,
+    /// The version byte of every request: 2, or 3 inside a secure session.
+    version: u8,
     link: Link,
 }
 
 impl ClientSession {
     pub(crate) const fn new(user_id: u32) -> Self {
-        ClientSession { user_id, link: Link::Closed }
+        ClientSession { user_id, version: PROTOCOL_VERSION, link: Link::Closed }
+    }
+
+    /// Sends `version` from now on: [`SECURE_VERSION`](crate::secure::SECURE_VERSION)
+    /// over a secure stream, whose session rules are those of version 2.
+    pub(crate) fn set_version(&mut self, version: u8) {
+        self.version = version;
     }
 
     pub(crate) fn user_id(&self) -> u32 {
@@ -77,7 +85,7 @@ impl ClientSession {
         if op != Op::List {
             check_name(name).map_err(Fault::InvalidName)?;
         }
-        let request = Request { user_id: self.user_id, version: PROTOCOL_VERSION, op, name, size };
+        let request = Request { user_id: self.user_id, version: self.version, op, name, size };
         request.emit(buf).map_err(|_| Fault::SinkFull)
     }
 }

@@ -1,6 +1,8 @@
 //! What the firmware backs up: files generated on the fly, never held whole
 //! in RAM, and a checksum to verify restores as they stream in. The host's
-//! end-to-end test includes this file to know what to expect.
+//! end-to-end test includes this file to know what to expect, and the
+//! embassy-net board example (examples/embassy-net-client) includes it, and
+//! async_content.rs, to run the same scenario.
 
 /// The firmware's user id on the server.
 pub const USER_ID: u32 = 0x00C0_FFEE;
