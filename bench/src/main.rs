@@ -23,10 +23,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backup_client::transport::TcpConnector;
-use backup_core::Client;
+use backup_client::transport::{TcpConn, TcpConnector};
+use backup_core::client::ConnError;
+use backup_core::secure::{self, SECURE_VERSION, SecureError, SecureStream};
+use backup_core::{Client, ClientError, Connect};
+use rand_core::OsRng;
 
 const MIB: u64 = 1 << 20;
+/// The keyed user of the version-3 rows (plaintext rows are user 1: a user
+/// with a key is never served in plaintext).
+const V3_USER: u32 = 3;
 
 struct Options {
     reps: usize,
@@ -200,10 +206,71 @@ impl Drop for Server {
     }
 }
 
-fn client(bin: &Path, server: &Server, args: &[&str], extra: &[String]) -> Duration {
+/// A user with a key in a storage root's registry (`backup-server user
+/// add`), and the owner-only file holding its key line, for the client's
+/// `--key-file`: its sessions are version 3, authenticated and encrypted.
+struct KeyedUser {
+    id: u32,
+    key: [u8; 32],
+    key_file: PathBuf,
+}
+
+impl KeyedUser {
+    /// Registers user `id` in `root` with a new random key (the server's
+    /// default: no key on a command line) and saves its line in `key_file`.
+    fn add(bin: &Path, root: &Path, id: u32, key_file: &Path) -> KeyedUser {
+        let out = Command::new(bin.join("backup-server"))
+            .args(["user", "add", "--id", &id.to_string(), "--root"])
+            .arg(root)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("backup-server user add runs");
+        assert!(out.status.success(), "backup-server user add failed");
+        let line = String::from_utf8(out.stdout).expect("a key line").trim().to_string();
+        let hex = line
+            .strip_prefix(&format!("backup-key:{id}:"))
+            .unwrap_or_else(|| panic!("backup-server user add printed {line:?}"));
+        let mut key = [0u8; 32];
+        assert_eq!(hex.len(), 64, "a key of 64 hex digits");
+        for (i, b) in key.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex");
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(key_file)
+            .expect("key file");
+        writeln!(file, "{line}").expect("key file");
+        KeyedUser { id, key, key_file: key_file.to_path_buf() }
+    }
+}
+
+/// Whether `bin`'s client speaks version 3 (has `--key-file`).
+fn speaks_v3(bin: &Path) -> bool {
+    Command::new(bin.join("backup-client"))
+        .arg("--help")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--key-file"))
+}
+
+/// Who a client invocation is: plaintext user 1, or a keyed user (version 3).
+#[derive(Clone, Copy)]
+enum As<'a> {
+    Plain,
+    Keyed(&'a KeyedUser),
+}
+
+fn client(bin: &Path, server: &Server, who: As, args: &[&str], extra: &[String]) -> Duration {
     let started = Instant::now();
-    let status = Command::new(bin.join("backup-client"))
-        .args(["-q", "--user", "1", "--server", &server.addr.to_string()])
+    let mut cmd = Command::new(bin.join("backup-client"));
+    match who {
+        As::Plain => cmd.args(["--user", "1"]),
+        As::Keyed(user) => cmd.arg("--key-file").arg(&user.key_file),
+    };
+    let status = cmd
+        .args(["-q", "--server", &server.addr.to_string()])
         .args(args)
         .args(extra)
         .status()
@@ -496,6 +563,79 @@ impl Drop for Rsync {
     }
 }
 
+/// Our plaintext row beside its peers, and our version-3 row beside our
+/// plaintext figures (ratio at least `v3_target`) and the peers for
+/// authenticated, encrypted backups (with their targets). Without version-3
+/// figures, those peers stand beside the plaintext row, with no target.
+struct Rows<'a> {
+    workload: String,
+    unit: &'static str,
+    plain: Vec<f64>,
+    plain_peers: Vec<Peer>,
+    v3: Vec<f64>,
+    v3_target: f64,
+    secure_peers: Vec<Peer>,
+    into: &'a mut Vec<Row>,
+}
+
+impl Rows<'_> {
+    fn push(self) {
+        let Rows { workload, unit, plain, mut plain_peers, v3, v3_target, mut secure_peers, into } = self;
+        if v3.is_empty() {
+            plain_peers.extend(secure_peers.into_iter().map(|p| Peer { target: None, ..p }));
+            into.push(Row { workload, unit, ours: Stat(plain), peers: plain_peers });
+        } else {
+            secure_peers.insert(0, peer("ours, plaintext", plain.clone(), Some(v3_target)));
+            into.push(Row { workload: workload.clone(), unit, ours: Stat(plain), peers: plain_peers });
+            into.push(Row {
+                workload: format!("{workload}, version 3"),
+                unit,
+                ours: Stat(v3),
+                peers: secure_peers,
+            });
+        }
+    }
+}
+
+/// Opens a version-3 session on each connection: the core's handshake
+/// (`backup_core::secure::client_handshake`) over the command-line client's
+/// TCP transport, with the operating system's randomness, and record
+/// buffers as large as records go, as a host client has.
+struct SecureConnector {
+    tcp: TcpConnector,
+    user: u32,
+    key: [u8; 32],
+}
+
+impl Connect for SecureConnector {
+    type Conn = SecureStream<TcpConn, Box<[u8]>>;
+
+    fn connect(&mut self) -> Result<Self::Conn, SecureError<std::io::Error>> {
+        let conn = self.tcp.connect().map_err(SecureError::Io)?;
+        let rx = vec![0u8; secure::rx_buffer_len(u16::MAX)].into_boxed_slice();
+        let tx = vec![0u8; secure::tx_buffer_len(secure::MAX_RECORD_PLAINTEXT)].into_boxed_slice();
+        secure::client_handshake(conn, self.user, &self.key, &mut OsRng, rx, tx)
+    }
+}
+
+/// `n` list requests, each on a new connection: requests per second. The
+/// user has no files, so 1002 is the answer expected; any other error
+/// stops the benchmark rather than counting as a fast request.
+fn churn_rate<C: Connect>(client: &mut Client<'_, C>, n: usize) -> f64
+where
+    ConnError<C>: std::fmt::Debug,
+{
+    let started = Instant::now();
+    for i in 0..n {
+        match client.list(|_| {}) {
+            Ok(_) | Err(ClientError::NoFiles) => {}
+            Err(e) => panic!("workload 5: list {i}: {e:?} ({})", client.server_reason()),
+        }
+        client.disconnect();
+    }
+    per_s(n, started.elapsed())
+}
+
 fn mb_per_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64()
 }
@@ -624,6 +764,13 @@ fn main() {
     // The peers for authenticated, encrypted backups, for workloads 1 and 2.
     let secure = (o.runs(1) || o.runs(2)).then(|| (Sshd::start(&w("ssh")), Restic::start(&w("restic"))));
 
+    // Ours inside version-3 sessions (authenticated, encrypted), as user
+    // V3_USER with a key, if our client speaks it.
+    let v3 = speaks_v3(&o.bin);
+    if !v3 && (o.runs(1) || o.runs(2)) {
+        notes.push(format!("no version-3 rows: {} has no --key-file", o.bin.join("backup-client").display()));
+    }
+
     let mut rss1 = 0.0f64;
     if let (true, Some((sshd, restic))) = (o.runs(1), &secure) {
         // 1. One big file, both directions, both fsynced.
@@ -634,19 +781,31 @@ fn main() {
         let (mut raw_up, mut raw_down) = (vec![], vec![]);
         let (mut ssh_up, mut ssh_down) = (vec![], vec![]);
         let (mut restic_up, mut restic_down) = (vec![], vec![]);
+        let (mut v3_up, mut v3_down) = (vec![], vec![]);
         for rep in 0..o.reps {
             for (b, build) in turns(&builds, rep) {
                 // Fresh folders each time: ext4 is slow to reuse inodes just freed.
                 let server = Server::start(build.bin, &w(&format!("{}-1-{rep}", build.label)), &[]);
                 let backup = ["backup", big.to_str().unwrap()];
-                up[b].push(mb_per_s(o.big, client(build.bin, &server, &backup, &[])));
+                up[b].push(mb_per_s(o.big, client(build.bin, &server, As::Plain, &backup, &[])));
                 let out = w(&format!("restored-{}-1-{rep}", build.label));
                 std::fs::create_dir_all(&out).unwrap();
                 let restore = ["restore", "big.bin", "-o", out.to_str().unwrap()];
-                down[b].push(mb_per_s(o.big, client(build.bin, &server, &restore, &[])));
+                down[b].push(mb_per_s(o.big, client(build.bin, &server, As::Plain, &restore, &[])));
                 if b == 0 {
                     rss1 = rss1.max(server.peak_rss_kib());
                 }
+            }
+            if v3 {
+                let root = w(&format!("v3-1-{rep}"));
+                let user = KeyedUser::add(&o.bin, &root, V3_USER, &w(&format!("v3-1-{rep}.key")));
+                let server = Server::start(&o.bin, &root, &[]);
+                let backup = ["backup", big.to_str().unwrap()];
+                v3_up.push(mb_per_s(o.big, client(&o.bin, &server, As::Keyed(&user), &backup, &[])));
+                let out = w(&format!("restored-v3-1-{rep}"));
+                std::fs::create_dir_all(&out).unwrap();
+                let restore = ["restore", "big.bin", "-o", out.to_str().unwrap()];
+                v3_down.push(mb_per_s(o.big, client(&o.bin, &server, As::Keyed(&user), &restore, &[])));
             }
             let raw = w(&format!("raw-1-{rep}"));
             std::fs::create_dir_all(&raw).unwrap();
@@ -668,26 +827,25 @@ fn main() {
         let size = format!("{} MiB", o.big / MIB);
         compare(format!("1 back up one {size} file"), "MB/s", &up);
         compare(format!("1 restore one {size} file"), "MB/s", &down);
-        rows.push(Row {
-            workload: format!("1 back up one {size} file"),
-            unit: "MB/s",
-            ours: Stat(up.swap_remove(0)),
-            peers: vec![
-                peer("raw wire (socat + fsync)", raw_up, Some(0.95)),
-                peer("rsync -e ssh --fsync", ssh_up, None),
-                peer("restic to rclone serve restic (no fsync)", restic_up, None),
-            ],
-        });
-        rows.push(Row {
-            workload: format!("1 restore one {size} file"),
-            unit: "MB/s",
-            ours: Stat(down.swap_remove(0)),
-            peers: vec![
-                peer("raw wire (socat + fsync)", raw_down, Some(0.95)),
-                peer("rsync -e ssh --fsync", ssh_down, None),
-                peer("restic to rclone serve restic (no fsync)", restic_down, None),
-            ],
-        });
+        for (what, ours, raw, ssh, restic, v3) in [
+            ("back up", up.swap_remove(0), raw_up, ssh_up, restic_up, v3_up),
+            ("restore", down.swap_remove(0), raw_down, ssh_down, restic_down, v3_down),
+        ] {
+            Rows {
+                workload: format!("1 {what} one {size} file"),
+                unit: "MB/s",
+                plain: ours,
+                plain_peers: vec![peer("raw wire (socat + fsync)", raw, Some(0.95))],
+                v3,
+                v3_target: 0.85,
+                secure_peers: vec![
+                    peer("rsync -e ssh --fsync", ssh, Some(2.0)),
+                    peer("restic to rclone serve restic (no fsync)", restic, None),
+                ],
+                into: &mut rows,
+            }
+            .push();
+        }
     }
 
     if let (true, Some((sshd, restic))) = (o.runs(2), &secure) {
@@ -710,19 +868,35 @@ fn main() {
         let mut rs = [vec![], vec![], vec![], vec![]];
         let mut ss = [vec![], vec![], vec![], vec![]];
         let (mut restic_up, mut restic_down) = (vec![], vec![]);
+        let mut v3s = [vec![], vec![], vec![], vec![]];
         for rep in 0..o.reps {
             for (b, build) in turns(&builds, rep) {
                 for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
                     let flags: &[&str] = if durable { &[] } else { &["--unsafe-no-fsync"] };
                     let root = w(&format!("{}-2-{durable}-{rep}", build.label));
                     let server = Server::start(build.bin, &root, flags);
-                    r[b][up].push(per_s(n, client(build.bin, &server, &["backup"], &paths)));
+                    r[b][up].push(per_s(n, client(build.bin, &server, As::Plain, &["backup"], &paths)));
                     let out = w(&format!("restored-{}-2-{durable}-{rep}", build.label));
                     std::fs::create_dir_all(&out).unwrap();
                     let restore = ["restore", "-o", out.to_str().unwrap(), "--unsafe-no-fsync"];
                     let restore = if durable { &restore[..3] } else { &restore[..] };
-                    r[b][down].push(per_s(n, client(build.bin, &server, restore, &names)));
+                    r[b][down].push(per_s(n, client(build.bin, &server, As::Plain, restore, &names)));
                 }
+            }
+            for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
+                if !v3 {
+                    break;
+                }
+                let flags: &[&str] = if durable { &[] } else { &["--unsafe-no-fsync"] };
+                let root = w(&format!("v3-2-{durable}-{rep}"));
+                let user = KeyedUser::add(&o.bin, &root, V3_USER, &w(&format!("v3-2-{durable}-{rep}.key")));
+                let server = Server::start(&o.bin, &root, flags);
+                v3s[up].push(per_s(n, client(&o.bin, &server, As::Keyed(&user), &["backup"], &paths)));
+                let out = w(&format!("restored-v3-2-{durable}-{rep}"));
+                std::fs::create_dir_all(&out).unwrap();
+                let restore = ["restore", "-o", out.to_str().unwrap(), "--unsafe-no-fsync"];
+                let restore = if durable { &restore[..3] } else { &restore[..] };
+                v3s[down].push(per_s(n, client(&o.bin, &server, As::Keyed(&user), restore, &names)));
             }
             for (fsync, up, down) in [(true, 0, 1), (false, 2, 3)] {
                 let dest = format!("{fsync}-{rep}");
@@ -754,18 +928,28 @@ fn main() {
         ];
         // restic syncs nothing (neither rclone's store nor its restore), so
         // it stands beside our unsynced figures.
-        let mut restic = [vec![], vec![], restic_up, restic_down].into_iter();
-        for (i, (((what, daemon, ssh), theirs), over_ssh)) in whats.into_iter().zip(rs).zip(ss).enumerate() {
+        let restic = [vec![], vec![], restic_up, restic_down];
+        for (i, ((((what, daemon, ssh), theirs), over_ssh), (restic, v3))) in
+            whats.into_iter().zip(rs).zip(ss).zip(restic.into_iter().zip(v3s)).enumerate()
+        {
             let workload = format!("2 {}", what.replace("{n}", &n.to_string()));
             let figures: Vec<Vec<f64>> = r.iter().map(|per_build| per_build[i].clone()).collect();
             compare(workload.clone(), "files/s", &figures);
-            let ours = Stat(r[0][i].clone());
-            let mut peers = vec![peer(daemon, theirs, Some(1.0)), peer(ssh, over_ssh, None)];
-            let restic = restic.next().unwrap_or_default();
+            let mut secure_peers = vec![peer(ssh, over_ssh, Some(2.0))];
             if !restic.is_empty() {
-                peers.push(peer("restic to rclone serve restic", restic, None));
+                secure_peers.push(peer("restic to rclone serve restic", restic, None));
             }
-            rows.push(Row { workload, unit: "files/s", ours, peers });
+            Rows {
+                workload,
+                unit: "files/s",
+                plain: r[0][i].clone(),
+                plain_peers: vec![peer(daemon, theirs, Some(1.0))],
+                v3,
+                v3_target: 0.9,
+                secure_peers,
+                into: &mut rows,
+            }
+            .push();
         }
     }
 
@@ -814,27 +998,44 @@ fn main() {
     }
 
     if o.runs(5) {
-        // 5. Connection churn.
+        // 5. Connection churn, in plaintext and (if our client speaks it) in
+        // version-3 sessions, each with its own server, in turn.
         let churn = o.churn;
         eprintln!("workload 5: {churn} lists, each on a new connection");
         let server = Server::start(&o.bin, &w("ours-5"), &[]);
         let connector = TcpConnector { addrs: vec![server.addr], timeout: Duration::from_secs(60) };
         let mut buf = vec![0u8; 4096];
-        let mut c = Client::new(connector, 5, &mut buf).expect("buffer");
-        let rates = (0..o.reps)
-            .map(|_| {
-                let started = Instant::now();
-                for _ in 0..churn {
-                    let _ = c.list(|_| {});
-                    c.disconnect();
-                }
-                per_s(churn, started.elapsed())
-            })
-            .collect();
+        let mut plain = Client::new(connector, 5, &mut buf).expect("buffer");
+        let secure = v3.then(|| {
+            let root = w("v3-5");
+            let user = KeyedUser::add(&o.bin, &root, V3_USER, &w("v3-5.key"));
+            (Server::start(&o.bin, &root, &[]), user)
+        });
+        let mut buf = vec![0u8; 4096];
+        let mut keyed = secure.as_ref().map(|(server, user)| {
+            let tcp = TcpConnector { addrs: vec![server.addr], timeout: Duration::from_secs(60) };
+            let connector = SecureConnector { tcp, user: user.id, key: user.key };
+            Client::new(connector, user.id, &mut buf).expect("buffer").with_version(SECURE_VERSION)
+        });
+        let (mut rates, mut v3_rates) = (vec![], vec![]);
+        for _ in 0..o.reps {
+            rates.push(churn_rate(&mut plain, churn));
+            if let Some(keyed) = &mut keyed {
+                v3_rates.push(churn_rate(keyed, churn));
+            }
+        }
         notes.push(format!(
             "5 {churn} list requests, each on a new connection: {} requests/s (median [min-max])",
-            Stat(rates).show()
+            Stat(rates.clone()).show()
         ));
+        if !v3_rates.is_empty() {
+            rows.push(Row {
+                workload: format!("5 {churn} lists, each on a new connection, version 3"),
+                unit: "requests/s",
+                ours: Stat(v3_rates),
+                peers: vec![peer("ours, plaintext", rates, None)],
+            });
+        }
         drop(server);
     }
 
