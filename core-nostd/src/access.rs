@@ -17,6 +17,11 @@ use crate::store::Store;
 pub const REASON_PLAINTEXT_REFUSED: &str =
     "plaintext sessions are not served to your address; use an authenticated session (protocol version 3)";
 
+/// The reason of the 1003 a server sends instead of a handshake to an
+/// address that failed too many handshakes lately.
+pub const REASON_TOO_MANY_FAILURES: &str =
+    "too many failed handshakes from your address; try again in a minute";
+
 /// Which users have a key; the server's user registry answers.
 pub trait KeyedUsers {
     /// Whether `user` has a key, and so must authenticate.

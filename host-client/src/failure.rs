@@ -6,6 +6,8 @@ use std::io;
 use backup_core::error::TransportError;
 use backup_core::{ClientError, ProtocolError};
 
+use crate::secure_conn::HandshakeFailure;
+
 /// Exit codes, one per kind of failure, so scripts can tell them apart.
 pub mod code {
     /// A local problem: a missing file, a file in the way, bad configuration.
@@ -37,6 +39,21 @@ impl Failure {
     pub fn usage(message: impl Into<String>) -> Failure {
         Failure { code: code::USAGE, message: message.into() }
     }
+}
+
+/// The handshake failure an I/O error carries, if it does.
+fn handshake_failure(e: &io::Error) -> Option<&HandshakeFailure> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<HandshakeFailure>())
+}
+
+/// A key is set up and the server does not speak version 3.
+fn old_server(doing: &str, server: &str) -> String {
+    format!(
+        "{doing}: {server} does not speak protocol version 3 (authenticated, encrypted sessions), and a \
+         key is set up, so this client will not fall back to plaintext by itself; upgrade the server, or \
+         pass --plaintext to talk to it without authentication (anyone on the network can then read and \
+         change what is sent)"
+    )
 }
 
 /// What a client call was doing, for messages.
@@ -111,6 +128,23 @@ impl Context<'_> {
     fn transport(&self, e: TransportError<io::Error>) -> String {
         let (doing, server) = (&self.doing, self.server);
         match e {
+            TransportError::Io(e) if handshake_failure(&e).is_some() => {
+                let user = self.user;
+                match handshake_failure(&e) {
+                    Some(HandshakeFailure::KeyRefused) => format!(
+                        "{doing}: {server} does not accept your key for user {user} (authentication \
+                         failed); check that the key line you logged in with is this server's, from \
+                         `backup-server user add` or `user rotate`, then run `backup-client login` again"
+                    ),
+                    Some(HandshakeFailure::Refused(reason)) if reason.contains("unknown op") => {
+                        old_server(doing, server)
+                    }
+                    Some(HandshakeFailure::Refused(reason)) => {
+                        format!("{doing}: {server} refused the authenticated session: {reason}")
+                    }
+                    _ => old_server(doing, server),
+                }
+            }
             TransportError::Io(e) => match e.kind() {
                 io::ErrorKind::ConnectionRefused => format!(
                     "{doing}: cannot connect to {server}: connection refused; is backup-server running there? \

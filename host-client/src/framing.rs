@@ -7,6 +7,9 @@ use std::io;
 use backup_core::Connect;
 use backup_core::block::{BlockClientConn, BlockIoError};
 
+use host_common::key_line::KeyLine;
+
+use crate::secure_conn::{self, SecureConn};
 use crate::transport::{TcpConn, TcpConnector};
 
 /// How requests and responses are framed on the wire.
@@ -26,15 +29,29 @@ pub struct FramedConnector {
     pub tcp: TcpConnector,
     /// The framing of every connection.
     pub framing: Framing,
+    /// With a key, every connection is a version-3 session (stream framing only).
+    pub key: Option<KeyLine>,
 }
 
 /// A connection in either framing.
-#[derive(Debug)]
 pub enum FramedConn {
     /// Stream framing: the TCP connection itself.
     Stream(TcpConn),
     /// Block framing, translated by the core.
     Block(Box<BlockClientConn<TcpConn>>),
+    /// A version-3 session: the core's records over the TCP connection.
+    Secure(Box<SecureConn>),
+}
+
+impl std::fmt::Debug for FramedConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FramedConn::Stream(_) => "FramedConn::Stream",
+            FramedConn::Block(_) => "FramedConn::Block",
+            // The session's keys are not for printing.
+            FramedConn::Secure(_) => "FramedConn::Secure",
+        })
+    }
 }
 
 impl Connect for FramedConnector {
@@ -42,9 +59,11 @@ impl Connect for FramedConnector {
 
     fn connect(&mut self) -> io::Result<FramedConn> {
         let conn = self.tcp.connect()?;
-        Ok(match self.framing {
-            Framing::Stream => FramedConn::Stream(conn),
-            Framing::Block => FramedConn::Block(Box::new(BlockClientConn::new(conn))),
+        Ok(match (self.framing, &self.key) {
+            (Framing::Stream, Some(key)) => FramedConn::Secure(Box::new(secure_conn::open(conn, key)?)),
+            (Framing::Stream, None) => FramedConn::Stream(conn),
+            // The block framing is version 1's; main.rs refuses a key with it.
+            (Framing::Block, _) => FramedConn::Block(Box::new(BlockClientConn::new(conn))),
         })
     }
 }
@@ -67,6 +86,7 @@ impl embedded_io::Read for FramedConn {
         match self {
             FramedConn::Stream(c) => c.read(buf),
             FramedConn::Block(c) => c.read(buf).map_err(flat),
+            FramedConn::Secure(c) => c.read(buf).map_err(secure_conn::flat),
         }
     }
 }
@@ -76,6 +96,7 @@ impl embedded_io::Write for FramedConn {
         match self {
             FramedConn::Stream(c) => c.write(buf),
             FramedConn::Block(c) => c.write(buf).map_err(flat),
+            FramedConn::Secure(c) => c.write(buf).map_err(secure_conn::flat),
         }
     }
 
@@ -83,6 +104,7 @@ impl embedded_io::Write for FramedConn {
         match self {
             FramedConn::Stream(c) => c.flush(),
             FramedConn::Block(c) => c.flush().map_err(flat),
+            FramedConn::Secure(c) => c.flush().map_err(secure_conn::flat),
         }
     }
 }
@@ -92,6 +114,7 @@ impl embedded_io::ReadReady for FramedConn {
         match self {
             FramedConn::Stream(c) => c.read_ready(),
             FramedConn::Block(c) => c.read_ready().map_err(flat),
+            FramedConn::Secure(c) => c.read_ready().map_err(secure_conn::flat),
         }
     }
 }

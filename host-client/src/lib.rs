@@ -4,12 +4,14 @@
 pub mod address;
 pub mod backup_info;
 pub mod commands;
+pub mod credentials;
 pub mod failure;
 pub mod finisher;
 pub mod framing;
 pub mod identity;
 pub mod progress;
 pub mod restore_temp;
+pub mod secure_conn;
 pub mod source;
 pub mod text;
 pub mod transport;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use backup_client::address;
 use backup_client::commands::{self, Prepared, Session};
+use backup_client::credentials;
 use backup_client::failure::Failure;
 use backup_client::finisher::Placement;
 use backup_client::framing::{FramedConnector, Framing};
@@ -13,8 +14,10 @@ use backup_client::identity;
 use backup_client::progress::Mode;
 use backup_client::transport::TcpConnector;
 use backup_core::Client;
+use backup_core::secure::SECURE_VERSION;
 use backup_core::wire::{DEFAULT_PORT, MIN_USER_ID};
 use clap::{Parser, Subcommand};
+use host_common::key_line::KeyLine;
 
 /// Transfers stream through this buffer; memory does not grow with file size.
 const BUFFER_LEN: usize = 256 * 1024;
@@ -75,6 +78,19 @@ struct Cli {
     /// after the address (`IP:port block`), else stream.
     #[arg(long, global = true, env = "BACKUP_FRAMING", value_enum)]
     framing: Option<Framing>,
+
+    /// Read the key (a line `backup-key:<id>:<hex>`) from this owner-only
+    /// file. Default: the environment variable BACKUP_KEY, else the key
+    /// saved by `login`. With a key every command uses authenticated,
+    /// encrypted sessions (protocol version 3), never plaintext.
+    #[arg(long, global = true, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+
+    /// Talk plaintext (protocol version 2, then 1) even if a key is set up:
+    /// for old servers. Anyone on the network path can then read and change
+    /// what is sent, and the server may refuse users that have a key.
+    #[arg(long, global = true)]
+    plaintext: bool,
 
     /// Print nothing but errors and requested output.
     #[arg(long, short, global = true)]
@@ -144,6 +160,15 @@ enum Command {
     },
     /// Print your user id (creating one on first use).
     Whoami,
+    /// Save the key line `backup-server user add` printed, so every command
+    /// uses authenticated sessions. Without KEYLINE it is read from the
+    /// standard input, which keeps it off the command line (where other
+    /// users of this machine can see it).
+    #[command(after_long_help = "Example:\n  backup-client login < key.txt")]
+    Login {
+        /// The key line, backup-key:<user id>:<64 hex digits>.
+        keyline: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -157,7 +182,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn user_id(flag: Option<u32>) -> Result<u32, Failure> {
+/// The key, unless --plaintext: --key-file, else BACKUP_KEY, else the saved one.
+fn key(cli: &Cli) -> Result<Option<(KeyLine, credentials::Source)>, Failure> {
+    if cli.plaintext {
+        return Ok(None);
+    }
+    let env = std::env::var(credentials::KEY_ENV).ok();
+    let saved = credentials::saved_key_path();
+    credentials::load(cli.key_file.as_deref(), env, saved.as_deref()).map_err(Failure::local)
+}
+
+/// The user id: the key's, else --user, else the saved one (created on first use).
+fn user_id(flag: Option<u32>, key: Option<&(KeyLine, credentials::Source)>) -> Result<u32, Failure> {
+    if let Some((line, source)) = key {
+        return match flag {
+            Some(id) if id != line.user => Err(Failure::usage(format!(
+                "--user {id} is not the user of the key ({source} is for user {}); drop --user, or pass the other user's --key-file",
+                line.user
+            ))),
+            _ => Ok(line.user),
+        };
+    }
     if let Some(id) = flag {
         return Ok(id);
     }
@@ -174,12 +219,31 @@ fn user_id(flag: Option<u32>) -> Result<u32, Failure> {
     Ok(id)
 }
 
+/// `login`: checks and saves the key line.
+fn login(keyline: Option<&str>) -> Result<(), Failure> {
+    let line = match keyline {
+        Some(text) => text.parse::<KeyLine>().map_err(|e| Failure::usage(e.to_string()))?,
+        None => credentials::read_line(&mut std::io::stdin().lock()).map_err(Failure::usage)?,
+    };
+    let path = credentials::saved_key_path().ok_or_else(|| {
+        Failure::local("no HOME or XDG_CONFIG_HOME to keep your key in; use --key-file PATH")
+    })?;
+    credentials::save(&path, &line).map_err(Failure::local)?;
+    eprintln!(
+        "saved the key of user {} in {}; commands now use authenticated sessions",
+        line.user,
+        path.display()
+    );
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
     // Local checks first: a missing file or a file in the way is reported
     // as such, before any configuration or network is involved.
     let prepared = match &cli.command {
+        Command::Login { keyline } => return login(keyline.as_deref()),
         Command::Whoami => {
-            commands::out(format_args!("{}", user_id(cli.user)?));
+            commands::out(format_args!("{}", user_id(cli.user, key(&cli)?.as_ref())?));
             return Ok(());
         }
         Command::Backup { files, as_name } => commands::prepare_backup(files, as_name.as_deref())?,
@@ -191,7 +255,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::List => Prepared::List,
         Command::Run { info, force } => commands::prepare_run(info, *force)?,
     };
-    let user = user_id(cli.user)?;
+    let key = key(&cli)?;
+    let user = user_id(cli.user, key.as_ref())?;
     let cwd = std::env::current_dir()
         .map_err(|e| Failure::local(format!("cannot read the current folder: {e}")))?;
     let exe = std::env::current_exe().ok();
@@ -199,9 +264,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
         .map_err(Failure::local)?;
     let tcp = TcpConnector { addrs: server.addrs.clone(), timeout: Duration::from_secs(cli.timeout) };
     let framing = cli.framing.or(server.framing).unwrap_or_default();
-    let connector = FramedConnector { tcp, framing };
+    if framing == Framing::Block && key.is_some() {
+        return Err(Failure::usage(
+            "block-framed servers speak only plaintext version 1, and a key is set up: pass --plaintext \
+             to talk to this server without authentication (anyone on the network can then read your files)",
+        ));
+    }
+    let secure = key.is_some();
+    let connector = FramedConnector { tcp, framing, key: key.map(|(line, _)| line) };
     let mut buf = vec![0u8; BUFFER_LEN];
-    let client = Client::new(connector, user, &mut buf).map_err(|_| Failure::local("buffer too small"))?;
+    let mut client =
+        Client::new(connector, user, &mut buf).map_err(|_| Failure::local("buffer too small"))?;
+    if secure {
+        client = client.with_version(SECURE_VERSION);
+    }
     let mut session = Session {
         client,
         server: server.text,

@@ -16,17 +16,22 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use backup_core::access::{Guarded, REASON_PLAINTEXT_REFUSED, SessionAccess};
+use backup_core::access::{Guarded, REASON_PLAINTEXT_REFUSED, REASON_TOO_MANY_FAILURES, SessionAccess};
 use backup_core::block::{BlockEnd, BlockError, BlockServerConn};
 use backup_core::dispatch::{Observer, Outcome};
 use backup_core::io::drain;
+use backup_core::secure::{
+    HELLO_LEN, HandshakeError, Hello, SECURE_VERSION, SecureError, TAG_LEN, rx_buffer_len, server_handshake,
+    tx_buffer_len,
+};
 use backup_core::wire::{
     LEGACY_VERSION, MAX_FILE_SIZE, PROTOCOL_VERSION, REQUEST_PREFIX_LEN, RequestView, Response, Status,
 };
 use backup_core::{Config, Dispatcher, SessionEnd, TransportError};
+use rand_core::OsRng;
 use rustix::event::{PollFd, PollFlags};
 
-use crate::auth_limit::AuthLimit;
+use crate::auth_limit::{AuthLimit, MAX_FAILURES, WINDOW as AUTH_WINDOW};
 use crate::conn::Conn;
 use crate::fs_store::{FsStore, StoreOptions};
 use crate::ip_key::IpKey;
@@ -42,6 +47,10 @@ const DISPATCH_BUF_LEN: usize = 128 * 1024;
 const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
 /// ...for at most this long.
 const DRAIN_TIME: Duration = Duration::from_secs(5);
+/// Largest record a version-3 client may send us: 16 KiB of plaintext, as
+/// TLS chose. Each connection holds one such buffer each way beside the
+/// dispatch buffer (32 KiB, against 128 KiB for the protocol's largest).
+const RECORD_LEN: u16 = 16 * 1024 + TAG_LEN as u16;
 /// Stack for worker threads: the dispatcher keeps its buffers on the heap.
 const WORKER_STACK: usize = 256 * 1024;
 
@@ -135,7 +144,6 @@ struct Shared {
     /// Who has a key.
     users: Users,
     /// Failed handshakes per address.
-    #[allow(dead_code)] // Counted by the version-3 handshake, which lands next.
     auth_limit: AuthLimit,
 }
 
@@ -558,14 +566,16 @@ fn serve(
     let mut buf = vec![0u8; DISPATCH_BUF_LEN];
     let log = RequestLog { peer, busy, started: VecDeque::new() };
     let prefix = conn.peek(REQUEST_PREFIX_LEN)?;
+    if let Ok(hello) = <&[u8; HELLO_LEN]>::try_from(prefix) {
+        if Hello::is_hello(hello) {
+            return serve_secure(conn, buf, store, config, shared, log);
+        }
+    }
     let version = RequestView::new_unchecked(prefix).version();
     if !config.plaintext.serves(peer.ip()) && !prefix.is_empty() {
         log::info!("{peer}: plaintext session refused (--plaintext {:?})", config.plaintext);
         let reply = version.clamp(LEGACY_VERSION, PROTOCOL_VERSION);
-        let n = error_response(&mut buf, reply, REASON_PLAINTEXT_REFUSED);
-        if let Err(e) = embedded_io::Write::write_all(&mut conn, &buf[..n]) {
-            log::debug!("{peer}: the refusal could not be sent: {e}");
-        }
+        send_refusal(&mut conn, &mut buf, peer, reply, REASON_PLAINTEXT_REFUSED);
         finish(conn, &mut buf, peer, true);
         return Ok(());
     }
@@ -580,22 +590,113 @@ fn serve(
     Ok(())
 }
 
+/// Serves a version-3 session: the handshake, keyed by the user's key in
+/// the registry, then the same dispatcher over the records, for that user
+/// alone. An address that failed too many handshakes is refused before any
+/// handshake work.
+fn serve_secure(
+    mut conn: Conn,
+    mut buf: Vec<u8>,
+    store: FsStore,
+    config: &ServerConfig,
+    shared: &Shared,
+    log: RequestLog,
+) -> io::Result<()> {
+    let peer = log.peer;
+    if !shared.auth_limit.allows(peer.ip(), Instant::now()) {
+        log::debug!("{peer}: handshake refused: too many failed handshakes from this address");
+        send_refusal(&mut conn, &mut buf, peer, SECURE_VERSION, REASON_TOO_MANY_FAILURES);
+        finish(conn, &mut buf, peer, true);
+        return Ok(());
+    }
+    let user = conn
+        .peek(HELLO_LEN)
+        .ok()
+        .and_then(|p| <&[u8; HELLO_LEN]>::try_from(p).ok())
+        .map(|h| Hello::parse(h).map(|h| h.user_id).unwrap_or(0));
+    let rx = vec![0u8; rx_buffer_len(RECORD_LEN)];
+    // What we send is bounded by the client's max_record too.
+    let tx = vec![0u8; tx_buffer_len(RECORD_LEN as usize - TAG_LEN)];
+    let lookup = |id: u32| shared.users.key(id).map(|key| *key.bytes());
+    let mut secure = match server_handshake(&mut conn, lookup, &mut OsRng, rx, tx) {
+        Ok(secure) => secure,
+        Err(SecureError::Handshake(HandshakeError::AuthenticationFailed)) => {
+            let user = user.unwrap_or(0);
+            if shared.auth_limit.failed(peer.ip(), Instant::now()) {
+                log::warn!(
+                    "{peer}: {MAX_FAILURES} failed handshakes within {} s: refusing this address's handshakes for a while",
+                    AUTH_WINDOW.as_secs()
+                );
+            }
+            log::info!("{peer} user={user} op=hello status=1003 reason=\"authentication failed\"");
+            finish(conn, &mut buf, peer, true);
+            return Ok(());
+        }
+        Err(e) => {
+            log::info!("{peer}: handshake failed: {e}");
+            finish(conn, &mut buf, peer, false);
+            return Ok(());
+        }
+    };
+    let user = user.unwrap_or(0);
+    log::debug!("{peer}: authenticated session for user {user}");
+    let store = Guarded::new(store, &shared.users, SessionAccess::Authenticated(user));
+    let core_config =
+        Config { max_file_size: config.max_file_size, version: SECURE_VERSION, group_commit: true };
+    let mut dispatcher = Dispatcher::new(store, &mut buf, core_config)
+        .map_err(|_| io::Error::other("dispatch buffer too small"))?;
+    let end = run(&mut dispatcher, &mut secure, log);
+    drop(dispatcher);
+    // A record fault closes at once with nothing more sent; after a 1003
+    // the client may still be sending, and is drained (raw bytes) first.
+    let drain_it = end.should_drain() && !secure.is_failed();
+    drop(secure);
+    finish(conn, &mut buf, peer, drain_it);
+    Ok(())
+}
+
+/// Sends a 1003 before any session: a refused plaintext peer, or an address
+/// refused handshakes.
+fn send_refusal(conn: &mut Conn, buf: &mut [u8], peer: SocketAddr, version: u8, reason: &str) {
+    let n = error_response(buf, version, reason);
+    if let Err(e) = embedded_io::Write::write_all(conn, &buf[..n]) {
+        log::debug!("{peer}: the refusal could not be sent: {e}");
+    }
+}
+
+/// A transport error that is the connection's own timeout (logged as a
+/// disconnection, not a failure).
+trait TimedOut {
+    fn timed_out(&self) -> bool;
+}
+
+impl TimedOut for io::Error {
+    fn timed_out(&self) -> bool {
+        self.kind() == io::ErrorKind::TimedOut
+    }
+}
+
+impl TimedOut for SecureError<io::Error> {
+    fn timed_out(&self) -> bool {
+        matches!(self, SecureError::Io(e) if e.timed_out())
+    }
+}
+
 /// Serves a session's requests and logs how it ended.
-fn run<S, C>(dispatcher: &mut Dispatcher<'_, S>, conn: &mut C, mut log: RequestLog) -> SessionEnd<io::Error>
+fn run<S, C>(dispatcher: &mut Dispatcher<'_, S>, conn: &mut C, mut log: RequestLog) -> SessionEnd<C::Error>
 where
     S: backup_core::Store,
-    C: embedded_io::Read
-        + embedded_io::ReadReady
-        + backup_core::SendFile<S::Reader>
-        + embedded_io::ErrorType<Error = io::Error>,
+    C: embedded_io::Read + embedded_io::ReadReady + backup_core::SendFile<S::Reader>,
+    C::Error: TimedOut + std::fmt::Display,
 {
     let peer = log.peer;
     let end = dispatcher.serve(conn, &mut log);
     match &end {
-        SessionEnd::Transport(TransportError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
+        SessionEnd::Transport(TransportError::Io(e)) if e.timed_out() => {
             log::info!("{peer}: disconnected: {e}");
         }
-        SessionEnd::Transport(e) => log::debug!("{peer}: connection ended: {e}"),
+        SessionEnd::Transport(TransportError::Io(e)) => log::debug!("{peer}: connection ended: {e}"),
+        SessionEnd::Transport(e) => log::debug!("{peer}: connection ended: {e:?}"),
         SessionEnd::Aborted(e) => log::warn!("{peer}: restore aborted: {e}"),
         SessionEnd::Internal => log::error!("{peer}: dispatcher invariant broken; connection closed"),
         other => log::debug!("{peer}: session ended: {other:?}"),

@@ -162,11 +162,12 @@ impl ClientHandshake {
 
     /// Bytes of the server's answer still needed; 0 when
     /// [`finish`](Self::finish) can tell the outcome.
+    ///
+    /// Until the length prefix is in, only the prefix is asked for: it says
+    /// whether message 2 or a plaintext refusal follows, and a reader must
+    /// never take bytes past the refusal's header (its reason follows).
     pub fn needed(&self) -> usize {
-        match self.limit() {
-            LENGTH_PREFIX_LEN => MSG2_FRAMED_LEN - self.inbox.have,
-            limit => limit.saturating_sub(self.inbox.have),
-        }
+        self.limit().saturating_sub(self.inbox.have)
     }
 
     /// Takes what it needs of `input`; returns how many bytes it took.

@@ -220,11 +220,15 @@ fn message_1_split_at_every_byte_still_completes() {
 
 #[test]
 fn message_2_split_at_every_byte_still_completes() {
+    // `needed` asks for the prefix alone first, so a blocking reader never
+    // takes the reason of a plaintext refusal along with its header.
     let msg2 = hex(MSG2);
     for split in 0..=msg2.len() {
         let (mut client, _) = client_start(1024);
         assert_eq!(client.feed(&msg2[..split]), split);
-        assert_eq!(client.needed(), msg2.len() - split);
+        // Only the length prefix is asked for until it is in.
+        let expected = if split < 2 { 2 - split } else { msg2.len() - split };
+        assert_eq!(client.needed(), expected);
         assert_eq!(client.feed(&msg2[split..]), msg2.len() - split);
         assert_eq!(client.finish().map(|t| t.peer_max_record()).ok(), Some(4096), "split {split}");
     }
