@@ -573,6 +573,13 @@ impl Drop for Rsync {
     }
 }
 
+/// Whether our plaintext run comes first in repetition `rep`, then the
+/// version-3 run, or the other way round: each goes first in turn, so that
+/// neither always meets a disk or a page cache the other has just left busy.
+fn plain_first(rep: usize) -> [bool; 2] {
+    if rep % 2 == 0 { [true, false] } else { [false, true] }
+}
+
 /// Our plaintext row beside its peers, and our version-3 row beside our
 /// plaintext figures (ratio at least `v3_target`) and the peers for
 /// authenticated, encrypted backups (with their targets). Without version-3
@@ -793,29 +800,35 @@ fn main() {
         let (mut restic_up, mut restic_down) = (vec![], vec![]);
         let (mut v3_up, mut v3_down) = (vec![], vec![]);
         for rep in 0..o.reps {
-            for (b, build) in turns(&builds, rep) {
-                // Fresh folders each time: ext4 is slow to reuse inodes just freed.
-                let server = Server::start(build.bin, &w(&format!("{}-1-{rep}", build.label)), &[]);
-                let backup = ["backup", big.to_str().unwrap()];
-                up[b].push(mb_per_s(o.big, client(build.bin, &server, As::Plain, &backup, &[])));
-                let out = w(&format!("restored-{}-1-{rep}", build.label));
-                std::fs::create_dir_all(&out).unwrap();
-                let restore = ["restore", "big.bin", "-o", out.to_str().unwrap()];
-                down[b].push(mb_per_s(o.big, client(build.bin, &server, As::Plain, &restore, &[])));
-                if b == 0 {
-                    rss1 = rss1.max(server.peak_rss_kib());
+            for plain_turn in plain_first(rep) {
+                if plain_turn {
+                    for (b, build) in turns(&builds, rep) {
+                        // Fresh folders each time: ext4 is slow to reuse inodes just freed.
+                        let server = Server::start(build.bin, &w(&format!("{}-1-{rep}", build.label)), &[]);
+                        let backup = ["backup", big.to_str().unwrap()];
+                        up[b].push(mb_per_s(o.big, client(build.bin, &server, As::Plain, &backup, &[])));
+                        let out = w(&format!("restored-{}-1-{rep}", build.label));
+                        std::fs::create_dir_all(&out).unwrap();
+                        let restore = ["restore", "big.bin", "-o", out.to_str().unwrap()];
+                        down[b].push(mb_per_s(o.big, client(build.bin, &server, As::Plain, &restore, &[])));
+                        if b == 0 {
+                            rss1 = rss1.max(server.peak_rss_kib());
+                        }
+                    }
+                } else {
+                    if v3 {
+                        let root = w(&format!("v3-1-{rep}"));
+                        let user = KeyedUser::add(&o.bin, &root, V3_USER, &w(&format!("v3-1-{rep}.key")));
+                        let server = Server::start(&o.bin, &root, &[]);
+                        let backup = ["backup", big.to_str().unwrap()];
+                        v3_up.push(mb_per_s(o.big, client(&o.bin, &server, As::Keyed(&user), &backup, &[])));
+                        let out = w(&format!("restored-v3-1-{rep}"));
+                        std::fs::create_dir_all(&out).unwrap();
+                        let restore = ["restore", "big.bin", "-o", out.to_str().unwrap()];
+                        v3_down
+                            .push(mb_per_s(o.big, client(&o.bin, &server, As::Keyed(&user), &restore, &[])));
+                    }
                 }
-            }
-            if v3 {
-                let root = w(&format!("v3-1-{rep}"));
-                let user = KeyedUser::add(&o.bin, &root, V3_USER, &w(&format!("v3-1-{rep}.key")));
-                let server = Server::start(&o.bin, &root, &[]);
-                let backup = ["backup", big.to_str().unwrap()];
-                v3_up.push(mb_per_s(o.big, client(&o.bin, &server, As::Keyed(&user), &backup, &[])));
-                let out = w(&format!("restored-v3-1-{rep}"));
-                std::fs::create_dir_all(&out).unwrap();
-                let restore = ["restore", "big.bin", "-o", out.to_str().unwrap()];
-                v3_down.push(mb_per_s(o.big, client(&o.bin, &server, As::Keyed(&user), &restore, &[])));
             }
             let raw = w(&format!("raw-1-{rep}"));
             std::fs::create_dir_all(&raw).unwrap();
@@ -880,33 +893,41 @@ fn main() {
         let (mut restic_up, mut restic_down) = (vec![], vec![]);
         let mut v3s = [vec![], vec![], vec![], vec![]];
         for rep in 0..o.reps {
-            for (b, build) in turns(&builds, rep) {
-                for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
-                    let flags: &[&str] = if durable { &[] } else { &["--unsafe-no-fsync"] };
-                    let root = w(&format!("{}-2-{durable}-{rep}", build.label));
-                    let server = Server::start(build.bin, &root, flags);
-                    r[b][up].push(per_s(n, client(build.bin, &server, As::Plain, &["backup"], &paths)));
-                    let out = w(&format!("restored-{}-2-{durable}-{rep}", build.label));
-                    std::fs::create_dir_all(&out).unwrap();
-                    let restore = ["restore", "-o", out.to_str().unwrap(), "--unsafe-no-fsync"];
-                    let restore = if durable { &restore[..3] } else { &restore[..] };
-                    r[b][down].push(per_s(n, client(build.bin, &server, As::Plain, restore, &names)));
+            for plain_turn in plain_first(rep) {
+                if plain_turn {
+                    for (b, build) in turns(&builds, rep) {
+                        for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
+                            let flags: &[&str] = if durable { &[] } else { &["--unsafe-no-fsync"] };
+                            let root = w(&format!("{}-2-{durable}-{rep}", build.label));
+                            let server = Server::start(build.bin, &root, flags);
+                            r[b][up]
+                                .push(per_s(n, client(build.bin, &server, As::Plain, &["backup"], &paths)));
+                            let out = w(&format!("restored-{}-2-{durable}-{rep}", build.label));
+                            std::fs::create_dir_all(&out).unwrap();
+                            let restore = ["restore", "-o", out.to_str().unwrap(), "--unsafe-no-fsync"];
+                            let restore = if durable { &restore[..3] } else { &restore[..] };
+                            r[b][down].push(per_s(n, client(build.bin, &server, As::Plain, restore, &names)));
+                        }
+                    }
+                } else {
+                    for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
+                        if !v3 {
+                            break;
+                        }
+                        let flags: &[&str] = if durable { &[] } else { &["--unsafe-no-fsync"] };
+                        let root = w(&format!("v3-2-{durable}-{rep}"));
+                        let user =
+                            KeyedUser::add(&o.bin, &root, V3_USER, &w(&format!("v3-2-{durable}-{rep}.key")));
+                        let server = Server::start(&o.bin, &root, flags);
+                        v3s[up]
+                            .push(per_s(n, client(&o.bin, &server, As::Keyed(&user), &["backup"], &paths)));
+                        let out = w(&format!("restored-v3-2-{durable}-{rep}"));
+                        std::fs::create_dir_all(&out).unwrap();
+                        let restore = ["restore", "-o", out.to_str().unwrap(), "--unsafe-no-fsync"];
+                        let restore = if durable { &restore[..3] } else { &restore[..] };
+                        v3s[down].push(per_s(n, client(&o.bin, &server, As::Keyed(&user), restore, &names)));
+                    }
                 }
-            }
-            for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
-                if !v3 {
-                    break;
-                }
-                let flags: &[&str] = if durable { &[] } else { &["--unsafe-no-fsync"] };
-                let root = w(&format!("v3-2-{durable}-{rep}"));
-                let user = KeyedUser::add(&o.bin, &root, V3_USER, &w(&format!("v3-2-{durable}-{rep}.key")));
-                let server = Server::start(&o.bin, &root, flags);
-                v3s[up].push(per_s(n, client(&o.bin, &server, As::Keyed(&user), &["backup"], &paths)));
-                let out = w(&format!("restored-v3-2-{durable}-{rep}"));
-                std::fs::create_dir_all(&out).unwrap();
-                let restore = ["restore", "-o", out.to_str().unwrap(), "--unsafe-no-fsync"];
-                let restore = if durable { &restore[..3] } else { &restore[..] };
-                v3s[down].push(per_s(n, client(&o.bin, &server, As::Keyed(&user), restore, &names)));
             }
             for (fsync, up, down) in [(true, 0, 1), (false, 2, 3)] {
                 let dest = format!("{fsync}-{rep}");
