@@ -1,6 +1,9 @@
 //! `backup-bench`: measures backup-server and backup-client against the raw
-//! wire (socat) and rsync in daemon mode, on 127.0.0.1, in one run, and
-//! prints medians with min and max and our ratio to each peer.
+//! wire (socat) and rsync in daemon mode, and against what a user would
+//! otherwise pick for authenticated, encrypted backups (`rsync -e ssh` to a
+//! private sshd, restic to `rclone serve restic`), on 127.0.0.1, in one run,
+//! and prints medians with min and max, our ratio to each peer and the
+//! target for that ratio.
 //!
 //! Run it through `bash .ci/bench`, which builds the release binaries and
 //! installs the peers. See BENCHMARKS.md for the workloads and results.
@@ -20,10 +23,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backup_client::transport::TcpConnector;
-use backup_core::Client;
+use backup_client::transport::{TcpConn, TcpConnector};
+use backup_core::client::ConnError;
+use backup_core::secure::{self, SECURE_VERSION, SecureError, SecureStream};
+use backup_core::{Client, ClientError, Connect};
+use rand_core::OsRng;
 
 const MIB: u64 = 1 << 20;
+/// The keyed user of the version-3 rows (plaintext rows are user 1: a user
+/// with a key is never served in plaintext).
+const V3_USER: u32 = 3;
 
 struct Options {
     reps: usize,
@@ -119,11 +128,23 @@ impl Stat {
     }
 }
 
+/// A peer's figures beside ours, and the target for our ratio to it, if any.
+struct Peer {
+    name: &'static str,
+    stat: Stat,
+    /// Ours / peer (medians) must be at least this.
+    target: Option<f64>,
+}
+
+fn peer(name: &'static str, figures: Vec<f64>, target: Option<f64>) -> Peer {
+    Peer { name, stat: Stat(figures), target }
+}
+
 struct Row {
     workload: String,
     unit: &'static str,
     ours: Stat,
-    peers: Vec<(&'static str, Stat)>,
+    peers: Vec<Peer>,
 }
 
 /// This program's folder: `target/release`, where `.ci/bench` built the
@@ -185,10 +206,81 @@ impl Drop for Server {
     }
 }
 
-fn client(bin: &Path, server: &Server, args: &[&str], extra: &[String]) -> Duration {
+/// A user with a key in a storage root's registry (`backup-server user
+/// add`), and the owner-only file holding its key line, for the client's
+/// `--key-file`: its sessions are version 3, authenticated and encrypted.
+struct KeyedUser {
+    id: u32,
+    key: [u8; 32],
+    key_file: PathBuf,
+}
+
+impl KeyedUser {
+    /// Registers user `id` in `root` with a new random key (the server's
+    /// default: no key on a command line) and saves its line in `key_file`.
+    fn add(bin: &Path, root: &Path, id: u32, key_file: &Path) -> KeyedUser {
+        let out = Command::new(bin.join("backup-server"))
+            .args(["user", "add", "--id", &id.to_string(), "--root"])
+            .arg(root)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("backup-server user add runs");
+        assert!(out.status.success(), "backup-server user add failed");
+        let line = String::from_utf8(out.stdout).expect("a key line").trim().to_string();
+        let hex = line
+            .strip_prefix(&format!("backup-key:{id}:"))
+            .unwrap_or_else(|| panic!("backup-server user add printed {line:?}"));
+        let mut key = [0u8; 32];
+        assert_eq!(hex.len(), 64, "a key of 64 hex digits");
+        for (i, b) in key.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex");
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(key_file)
+            .expect("key file");
+        writeln!(file, "{line}").expect("key file");
+        KeyedUser { id, key, key_file: key_file.to_path_buf() }
+    }
+}
+
+/// Whether `bin`'s client speaks version 3 (has `--key-file`), asked once per build.
+fn speaks_v3(bin: &Path) -> bool {
+    static ASKED: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
+    let mut asked = ASKED.lock().unwrap();
+    if let Some((_, v3)) = asked.iter().find(|(b, _)| b == bin) {
+        return *v3;
+    }
+    let v3 = Command::new(bin.join("backup-client"))
+        .arg("--help")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--key-file"));
+    asked.push((bin.to_path_buf(), v3));
+    v3
+}
+
+/// Who a client invocation is: plaintext user 1, or a keyed user (version 3).
+#[derive(Clone, Copy)]
+enum As<'a> {
+    Plain,
+    Keyed(&'a KeyedUser),
+}
+
+fn client(bin: &Path, server: &Server, who: As, args: &[&str], extra: &[String]) -> Duration {
+    let mut cmd = Command::new(bin.join("backup-client"));
+    match who {
+        // A client that speaks version 3 would use a key saved by `login`
+        // or given in BACKUP_KEY: the plaintext rows say --plaintext.
+        As::Plain if speaks_v3(bin) => cmd.args(["--user", "1", "--plaintext"]),
+        As::Plain => cmd.args(["--user", "1"]),
+        As::Keyed(user) => cmd.arg("--key-file").arg(&user.key_file),
+    };
     let started = Instant::now();
-    let status = Command::new(bin.join("backup-client"))
-        .args(["-q", "--user", "1", "--server", &server.addr.to_string()])
+    let status = cmd
+        .args(["-q", "--server", &server.addr.to_string()])
         .args(args)
         .args(extra)
         .status()
@@ -281,15 +373,197 @@ impl Rsync {
     }
 
     fn rsync(&self, from: String, to: String, fsync: bool) -> Duration {
-        let started = Instant::now();
-        let mut cmd = Command::new("rsync");
-        cmd.args(["-a", "--whole-file"]);
-        if fsync {
-            cmd.arg("--fsync");
+        rsync(from, to, fsync, None)
+    }
+}
+
+/// One timed `rsync -a --whole-file` (with `--fsync` if asked, which rsync
+/// 3.2+ passes on to the receiving side), over `-e ssh` if given.
+fn rsync(from: String, to: String, fsync: bool, ssh: Option<&str>) -> Duration {
+    let started = Instant::now();
+    let mut cmd = Command::new("rsync");
+    cmd.args(["-a", "--whole-file"]);
+    if fsync {
+        cmd.arg("--fsync");
+    }
+    if let Some(ssh) = ssh {
+        cmd.args(["-e", ssh]);
+    }
+    run(cmd.arg(from).arg(to));
+    started.elapsed()
+}
+
+/// Waits until something listens on 127.0.0.1:`port`.
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} does not listen on 127.0.0.1:{port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A private sshd on 127.0.0.1 as the current user, with its own config,
+/// host key and authorized ed25519 client key in `dir`: the far end of
+/// `rsync -e ssh`, as a user would back up to another machine with it.
+struct Sshd {
+    child: Child,
+    /// The `-e` command for rsync.
+    ssh: String,
+}
+
+impl Sshd {
+    fn start(dir: &Path) -> Sshd {
+        std::fs::create_dir_all(dir).expect("ssh folder");
+        let host_key = dir.join("host_ed25519");
+        let client_key = dir.join("client_ed25519");
+        for key in [&host_key, &client_key] {
+            let _ = std::fs::remove_file(key);
+            let _ = std::fs::remove_file(key.with_extension("pub"));
+            run(Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "backup-bench", "-f"])
+                .arg(key));
         }
-        run(cmd.arg(from).arg(to));
+        let authorized = dir.join("authorized_keys");
+        std::fs::copy(client_key.with_extension("pub"), &authorized).expect("authorized_keys");
+        let port = free_port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile none\n\
+                 UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PubkeyAuthentication yes\nPermitRootLogin prohibit-password\n",
+                host_key.display(),
+                authorized.display()
+            ),
+        )
+        .expect("sshd_config");
+        // sshd re-executes itself, so it must be started by its absolute path.
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .expect("sshd is installed (Debian openssh-server; .ci/bench installs it)");
+        let log = File::create(dir.join("sshd.log")).expect("sshd.log");
+        let child = Command::new(sshd)
+            .arg("-f")
+            .arg(&config)
+            .args(["-D", "-e"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sshd runs");
+        wait_for_port(port, "sshd");
+        let ssh = format!(
+            "ssh -p {port} -i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+             -o BatchMode=yes -o LogLevel=ERROR",
+            client_key.display()
+        );
+        Sshd { child, ssh }
+    }
+
+    /// `src` (a file, or a folder's contents) into the folder `dest` at the far end.
+    fn push(&self, src: &Path, dest: &Path, fsync: bool) -> Duration {
+        let from = if src.is_dir() { format!("{}/", src.display()) } else { src.display().to_string() };
+        rsync(from, format!("127.0.0.1:{}/", dest.display()), fsync, Some(&self.ssh))
+    }
+
+    /// `src` (a file, or a folder's contents) from the far end into the folder `dest`.
+    fn pull(&self, src: &Path, dest: &Path, fsync: bool) -> Duration {
+        let from = if src.is_dir() { format!("{}/", src.display()) } else { src.display().to_string() };
+        rsync(format!("127.0.0.1:{from}"), format!("{}/", dest.display()), fsync, Some(&self.ssh))
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `rclone serve restic` on 127.0.0.1, storing restic repositories in a
+/// folder, and the restic client that backs up to it. Every repetition
+/// gets a fresh repository: restic deduplicates, so a second backup of the
+/// same bytes into the same repository would send nothing.
+struct Restic {
+    child: Child,
+    port: u16,
+    cache: PathBuf,
+}
+
+/// The environment's CA variables (`AWS_CA_BUNDLE`, `SSL_CERT_FILE`, ...)
+/// are for its HTTPS proxies; rclone and restic speak plain HTTP on the
+/// loopback here, and such variables have been seen to break them, so
+/// their child processes run without any.
+fn without_ca_variables(cmd: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        let upper = name.to_string_lossy().to_ascii_uppercase();
+        if upper.contains("CA_BUNDLE") || upper.contains("CA_CERT") || upper.starts_with("SSL_CERT") {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
+impl Restic {
+    fn start(dir: &Path) -> Restic {
+        let repos = dir.join("repos");
+        std::fs::create_dir_all(&repos).expect("restic folder");
+        let port = free_port();
+        let log = File::create(dir.join("rclone.log")).expect("rclone.log");
+        let child = without_ca_variables(&mut Command::new("rclone"))
+            .args(["serve", "restic", "--addr", &format!("127.0.0.1:{port}")])
+            .arg(&repos)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("rclone runs (Debian rclone; .ci/bench installs it)");
+        wait_for_port(port, "rclone serve restic");
+        Restic { child, port, cache: dir.join("cache") }
+    }
+
+    fn restic(&self, repo: &str) -> Command {
+        let mut cmd = Command::new("restic");
+        without_ca_variables(&mut cmd)
+            .args(["-q", "-r", &format!("rest:http://127.0.0.1:{}/{repo}/", self.port)])
+            .env("RESTIC_PASSWORD", "backup-bench")
+            .env("RESTIC_CACHE_DIR", &self.cache)
+            .stdout(Stdio::null());
+        cmd
+    }
+
+    /// A fresh repository (not timed).
+    fn init(&self, repo: &str) {
+        run(self.restic(repo).arg("init"));
+    }
+
+    /// One `restic backup PATH`: a file, or a folder and all in it.
+    fn backup(&self, repo: &str, path: &Path) -> Duration {
+        let started = Instant::now();
+        run(self.restic(repo).arg("backup").arg(path));
         started.elapsed()
     }
+
+    /// `restic restore latest --target DEST`, which recreates the backed-up
+    /// absolute paths under `dest`.
+    fn restore(&self, repo: &str, dest: &Path) -> Duration {
+        let started = Instant::now();
+        run(self.restic(repo).args(["restore", "latest", "--target"]).arg(dest));
+        started.elapsed()
+    }
+}
+
+impl Drop for Restic {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where `restic restore --target dest` put what was backed up from `path`.
+fn restored_under(dest: &Path, path: &Path) -> PathBuf {
+    dest.join(path.strip_prefix("/").unwrap_or(path))
 }
 
 impl Drop for Rsync {
@@ -297,6 +571,86 @@ impl Drop for Rsync {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether our plaintext run comes first in repetition `rep`, then the
+/// version-3 run, or the other way round: each goes first in turn, so that
+/// neither always meets a disk or a page cache the other has just left busy.
+fn plain_first(rep: usize) -> [bool; 2] {
+    if rep % 2 == 0 { [true, false] } else { [false, true] }
+}
+
+/// Our plaintext row beside its peers, and our version-3 row beside our
+/// plaintext figures (ratio at least `v3_target`) and the peers for
+/// authenticated, encrypted backups (with their targets). Without version-3
+/// figures, those peers stand beside the plaintext row, with no target.
+struct Rows<'a> {
+    workload: String,
+    unit: &'static str,
+    plain: Vec<f64>,
+    plain_peers: Vec<Peer>,
+    v3: Vec<f64>,
+    v3_target: f64,
+    secure_peers: Vec<Peer>,
+    into: &'a mut Vec<Row>,
+}
+
+impl Rows<'_> {
+    fn push(self) {
+        let Rows { workload, unit, plain, mut plain_peers, v3, v3_target, mut secure_peers, into } = self;
+        if v3.is_empty() {
+            plain_peers.extend(secure_peers.into_iter().map(|p| Peer { target: None, ..p }));
+            into.push(Row { workload, unit, ours: Stat(plain), peers: plain_peers });
+        } else {
+            secure_peers.insert(0, peer("ours, plaintext", plain.clone(), Some(v3_target)));
+            into.push(Row { workload: workload.clone(), unit, ours: Stat(plain), peers: plain_peers });
+            into.push(Row {
+                workload: format!("{workload}, version 3"),
+                unit,
+                ours: Stat(v3),
+                peers: secure_peers,
+            });
+        }
+    }
+}
+
+/// Opens a version-3 session on each connection: the core's handshake
+/// (`backup_core::secure::client_handshake`) over the command-line client's
+/// TCP transport, with the operating system's randomness, and record
+/// buffers as large as records go, as a host client has.
+struct SecureConnector {
+    tcp: TcpConnector,
+    user: u32,
+    key: [u8; 32],
+}
+
+impl Connect for SecureConnector {
+    type Conn = SecureStream<TcpConn, Box<[u8]>>;
+
+    fn connect(&mut self) -> Result<Self::Conn, SecureError<std::io::Error>> {
+        let conn = self.tcp.connect().map_err(SecureError::Io)?;
+        let rx = vec![0u8; secure::rx_buffer_len(u16::MAX)].into_boxed_slice();
+        let tx = vec![0u8; secure::tx_buffer_len(secure::MAX_RECORD_PLAINTEXT)].into_boxed_slice();
+        secure::client_handshake(conn, self.user, &self.key, &mut OsRng, rx, tx)
+    }
+}
+
+/// `n` list requests, each on a new connection: requests per second. The
+/// user has no files, so 1002 is the answer expected; any other error
+/// stops the benchmark rather than counting as a fast request.
+fn churn_rate<C: Connect>(client: &mut Client<'_, C>, n: usize) -> f64
+where
+    ConnError<C>: std::fmt::Debug,
+{
+    let started = Instant::now();
+    for i in 0..n {
+        match client.list(|_| {}) {
+            Ok(_) | Err(ClientError::NoFiles) => {}
+            Err(e) => panic!("workload 5: list {i}: {e:?} ({})", client.server_reason()),
+        }
+        client.disconnect();
+    }
+    per_s(n, started.elapsed())
 }
 
 fn mb_per_s(bytes: u64, d: Duration) -> f64 {
@@ -424,51 +778,100 @@ fn main() {
         }
     };
 
+    // The peers for authenticated, encrypted backups, for workloads 1 and 2.
+    let secure = (o.runs(1) || o.runs(2)).then(|| (Sshd::start(&w("ssh")), Restic::start(&w("restic"))));
+
+    // Ours inside version-3 sessions (authenticated, encrypted), as user
+    // V3_USER with a key, if our client speaks it.
+    let v3 = speaks_v3(&o.bin);
+    if !v3 && (o.runs(1) || o.runs(2)) {
+        notes.push(format!("no version-3 rows: {} has no --key-file", o.bin.join("backup-client").display()));
+    }
+
     let mut rss1 = 0.0f64;
-    if o.runs(1) {
+    if let (true, Some((sshd, restic))) = (o.runs(1), &secure) {
         // 1. One big file, both directions, both fsynced.
         eprintln!("workload 1: one {} MiB file", o.big / MIB);
         let big = w("big.bin");
         write_random(&big, o.big, 7);
         let (mut up, mut down) = (vec![vec![]; builds.len()], vec![vec![]; builds.len()]);
         let (mut raw_up, mut raw_down) = (vec![], vec![]);
+        let (mut ssh_up, mut ssh_down) = (vec![], vec![]);
+        let (mut restic_up, mut restic_down) = (vec![], vec![]);
+        let (mut v3_up, mut v3_down) = (vec![], vec![]);
         for rep in 0..o.reps {
-            for (b, build) in turns(&builds, rep) {
-                // Fresh folders each time: ext4 is slow to reuse inodes just freed.
-                let server = Server::start(build.bin, &w(&format!("{}-1-{rep}", build.label)), &[]);
-                let backup = ["backup", big.to_str().unwrap()];
-                up[b].push(mb_per_s(o.big, client(build.bin, &server, &backup, &[])));
-                let out = w(&format!("restored-{}-1-{rep}", build.label));
-                std::fs::create_dir_all(&out).unwrap();
-                let restore = ["restore", "big.bin", "-o", out.to_str().unwrap()];
-                down[b].push(mb_per_s(o.big, client(build.bin, &server, &restore, &[])));
-                if b == 0 {
-                    rss1 = rss1.max(server.peak_rss_kib());
+            for plain_turn in plain_first(rep) {
+                if plain_turn {
+                    for (b, build) in turns(&builds, rep) {
+                        // Fresh folders each time: ext4 is slow to reuse inodes just freed.
+                        let server = Server::start(build.bin, &w(&format!("{}-1-{rep}", build.label)), &[]);
+                        let backup = ["backup", big.to_str().unwrap()];
+                        up[b].push(mb_per_s(o.big, client(build.bin, &server, As::Plain, &backup, &[])));
+                        let out = w(&format!("restored-{}-1-{rep}", build.label));
+                        std::fs::create_dir_all(&out).unwrap();
+                        let restore = ["restore", "big.bin", "-o", out.to_str().unwrap()];
+                        down[b].push(mb_per_s(o.big, client(build.bin, &server, As::Plain, &restore, &[])));
+                        if b == 0 {
+                            rss1 = rss1.max(server.peak_rss_kib());
+                        }
+                    }
+                } else {
+                    if v3 {
+                        let root = w(&format!("v3-1-{rep}"));
+                        let user = KeyedUser::add(&o.bin, &root, V3_USER, &w(&format!("v3-1-{rep}.key")));
+                        let server = Server::start(&o.bin, &root, &[]);
+                        let backup = ["backup", big.to_str().unwrap()];
+                        v3_up.push(mb_per_s(o.big, client(&o.bin, &server, As::Keyed(&user), &backup, &[])));
+                        let out = w(&format!("restored-v3-1-{rep}"));
+                        std::fs::create_dir_all(&out).unwrap();
+                        let restore = ["restore", "big.bin", "-o", out.to_str().unwrap()];
+                        v3_down
+                            .push(mb_per_s(o.big, client(&o.bin, &server, As::Keyed(&user), &restore, &[])));
+                    }
                 }
             }
             let raw = w(&format!("raw-1-{rep}"));
             std::fs::create_dir_all(&raw).unwrap();
             raw_up.push(mb_per_s(o.big, socat_copy(&big, &raw.join("big.bin"))));
             raw_down.push(mb_per_s(o.big, socat_copy(&raw.join("big.bin"), &raw.join("back.bin"))));
+            let (there, back) = (w(&format!("ssh-1-{rep}")), w(&format!("ssh-restored-1-{rep}")));
+            std::fs::create_dir_all(&there).unwrap();
+            std::fs::create_dir_all(&back).unwrap();
+            ssh_up.push(mb_per_s(o.big, sshd.push(&big, &there, true)));
+            ssh_down.push(mb_per_s(o.big, sshd.pull(&there.join("big.bin"), &back, true)));
+            let repo = format!("1-{rep}");
+            restic.init(&repo);
+            restic_up.push(mb_per_s(o.big, restic.backup(&repo, &big)));
+            let out = w(&format!("restic-restored-1-{rep}"));
+            restic_down.push(mb_per_s(o.big, restic.restore(&repo, &out)));
+            let restored = restored_under(&out, &big).metadata().map(|m| m.len()).unwrap_or(0);
+            assert_eq!(restored, o.big, "restic restored {} bytes of {}", restored, o.big);
         }
         let size = format!("{} MiB", o.big / MIB);
         compare(format!("1 back up one {size} file"), "MB/s", &up);
         compare(format!("1 restore one {size} file"), "MB/s", &down);
-        rows.push(Row {
-            workload: format!("1 back up one {size} file"),
-            unit: "MB/s",
-            ours: Stat(up.swap_remove(0)),
-            peers: vec![("raw wire (socat + fsync)", Stat(raw_up))],
-        });
-        rows.push(Row {
-            workload: format!("1 restore one {size} file"),
-            unit: "MB/s",
-            ours: Stat(down.swap_remove(0)),
-            peers: vec![("raw wire (socat + fsync)", Stat(raw_down))],
-        });
+        for (what, ours, raw, ssh, restic, v3) in [
+            ("back up", up.swap_remove(0), raw_up, ssh_up, restic_up, v3_up),
+            ("restore", down.swap_remove(0), raw_down, ssh_down, restic_down, v3_down),
+        ] {
+            Rows {
+                workload: format!("1 {what} one {size} file"),
+                unit: "MB/s",
+                plain: ours,
+                plain_peers: vec![peer("raw wire (socat + fsync)", raw, Some(0.95))],
+                v3,
+                v3_target: 0.85,
+                secure_peers: vec![
+                    peer("rsync -e ssh --fsync", ssh, Some(2.0)),
+                    peer("restic to rclone serve restic (no fsync)", restic, None),
+                ],
+                into: &mut rows,
+            }
+            .push();
+        }
     }
 
-    if o.runs(2) {
+    if let (true, Some((sshd, restic))) = (o.runs(2), &secure) {
         // 2. Many small files from one client invocation.
         let n = o.small_files;
         eprintln!("workload 2: {n} files of 4 KiB");
@@ -486,18 +889,44 @@ fn main() {
         // rsync the same four.
         let mut r = vec![[vec![], vec![], vec![], vec![]]; builds.len()];
         let mut rs = [vec![], vec![], vec![], vec![]];
+        let mut ss = [vec![], vec![], vec![], vec![]];
+        let (mut restic_up, mut restic_down) = (vec![], vec![]);
+        let mut v3s = [vec![], vec![], vec![], vec![]];
         for rep in 0..o.reps {
-            for (b, build) in turns(&builds, rep) {
-                for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
-                    let flags: &[&str] = if durable { &[] } else { &["--unsafe-no-fsync"] };
-                    let root = w(&format!("{}-2-{durable}-{rep}", build.label));
-                    let server = Server::start(build.bin, &root, flags);
-                    r[b][up].push(per_s(n, client(build.bin, &server, &["backup"], &paths)));
-                    let out = w(&format!("restored-{}-2-{durable}-{rep}", build.label));
-                    std::fs::create_dir_all(&out).unwrap();
-                    let restore = ["restore", "-o", out.to_str().unwrap(), "--unsafe-no-fsync"];
-                    let restore = if durable { &restore[..3] } else { &restore[..] };
-                    r[b][down].push(per_s(n, client(build.bin, &server, restore, &names)));
+            for plain_turn in plain_first(rep) {
+                if plain_turn {
+                    for (b, build) in turns(&builds, rep) {
+                        for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
+                            let flags: &[&str] = if durable { &[] } else { &["--unsafe-no-fsync"] };
+                            let root = w(&format!("{}-2-{durable}-{rep}", build.label));
+                            let server = Server::start(build.bin, &root, flags);
+                            r[b][up]
+                                .push(per_s(n, client(build.bin, &server, As::Plain, &["backup"], &paths)));
+                            let out = w(&format!("restored-{}-2-{durable}-{rep}", build.label));
+                            std::fs::create_dir_all(&out).unwrap();
+                            let restore = ["restore", "-o", out.to_str().unwrap(), "--unsafe-no-fsync"];
+                            let restore = if durable { &restore[..3] } else { &restore[..] };
+                            r[b][down].push(per_s(n, client(build.bin, &server, As::Plain, restore, &names)));
+                        }
+                    }
+                } else {
+                    for (durable, up, down) in [(true, 0, 1), (false, 2, 3)] {
+                        if !v3 {
+                            break;
+                        }
+                        let flags: &[&str] = if durable { &[] } else { &["--unsafe-no-fsync"] };
+                        let root = w(&format!("v3-2-{durable}-{rep}"));
+                        let user =
+                            KeyedUser::add(&o.bin, &root, V3_USER, &w(&format!("v3-2-{durable}-{rep}.key")));
+                        let server = Server::start(&o.bin, &root, flags);
+                        v3s[up]
+                            .push(per_s(n, client(&o.bin, &server, As::Keyed(&user), &["backup"], &paths)));
+                        let out = w(&format!("restored-v3-2-{durable}-{rep}"));
+                        std::fs::create_dir_all(&out).unwrap();
+                        let restore = ["restore", "-o", out.to_str().unwrap(), "--unsafe-no-fsync"];
+                        let restore = if durable { &restore[..3] } else { &restore[..] };
+                        v3s[down].push(per_s(n, client(&o.bin, &server, As::Keyed(&user), restore, &names)));
+                    }
                 }
             }
             for (fsync, up, down) in [(true, 0, 1), (false, 2, 3)] {
@@ -506,21 +935,52 @@ fn main() {
                 let out = w(&format!("rsync-restored-{fsync}-{rep}"));
                 std::fs::create_dir_all(&out).unwrap();
                 rs[down].push(per_s(n, rsync.pull(&dest, &out, fsync)));
+                let (there, back) =
+                    (w(&format!("ssh-2-{fsync}-{rep}")), w(&format!("ssh-restored-2-{fsync}-{rep}")));
+                std::fs::create_dir_all(&there).unwrap();
+                std::fs::create_dir_all(&back).unwrap();
+                ss[up].push(per_s(n, sshd.push(&small, &there, fsync)));
+                ss[down].push(per_s(n, sshd.pull(&there, &back, fsync)));
             }
+            let repo = format!("2-{rep}");
+            restic.init(&repo);
+            restic_up.push(per_s(n, restic.backup(&repo, &small)));
+            let out = w(&format!("restic-restored-2-{rep}"));
+            restic_down.push(per_s(n, restic.restore(&repo, &out)));
+            let restored = std::fs::read_dir(restored_under(&out, &small)).map(|d| d.count()).unwrap_or(0);
+            assert_eq!(restored, n, "restic restored {restored} files of {n}");
         }
         drop(rsync);
         let whats = [
-            ("back up {n} x 4 KiB, synced", "rsync --fsync"),
-            ("restore {n} x 4 KiB, synced", "rsync --fsync"),
-            ("back up {n} x 4 KiB, no sync", "rsync"),
-            ("restore {n} x 4 KiB, no sync", "rsync"),
+            ("back up {n} x 4 KiB, synced", "rsync --fsync", "rsync -e ssh --fsync"),
+            ("restore {n} x 4 KiB, synced", "rsync --fsync", "rsync -e ssh --fsync"),
+            ("back up {n} x 4 KiB, no sync", "rsync", "rsync -e ssh"),
+            ("restore {n} x 4 KiB, no sync", "rsync", "rsync -e ssh"),
         ];
-        for (i, ((what, peer), theirs)) in whats.into_iter().zip(rs).enumerate() {
+        // restic syncs nothing (neither rclone's store nor its restore), so
+        // it stands beside our unsynced figures.
+        let restic = [vec![], vec![], restic_up, restic_down];
+        for (i, ((((what, daemon, ssh), theirs), over_ssh), (restic, v3))) in
+            whats.into_iter().zip(rs).zip(ss).zip(restic.into_iter().zip(v3s)).enumerate()
+        {
             let workload = format!("2 {}", what.replace("{n}", &n.to_string()));
             let figures: Vec<Vec<f64>> = r.iter().map(|per_build| per_build[i].clone()).collect();
             compare(workload.clone(), "files/s", &figures);
-            let ours = Stat(r[0][i].clone());
-            rows.push(Row { workload, unit: "files/s", ours, peers: vec![(peer, Stat(theirs))] });
+            let mut secure_peers = vec![peer(ssh, over_ssh, Some(2.0))];
+            if !restic.is_empty() {
+                secure_peers.push(peer("restic to rclone serve restic", restic, None));
+            }
+            Rows {
+                workload,
+                unit: "files/s",
+                plain: r[0][i].clone(),
+                plain_peers: vec![peer(daemon, theirs, Some(1.0))],
+                v3,
+                v3_target: 0.9,
+                secure_peers,
+                into: &mut rows,
+            }
+            .push();
         }
     }
 
@@ -569,42 +1029,64 @@ fn main() {
     }
 
     if o.runs(5) {
-        // 5. Connection churn.
+        // 5. Connection churn, in plaintext and (if our client speaks it) in
+        // version-3 sessions, each with its own server, in turn.
         let churn = o.churn;
         eprintln!("workload 5: {churn} lists, each on a new connection");
         let server = Server::start(&o.bin, &w("ours-5"), &[]);
         let connector = TcpConnector { addrs: vec![server.addr], timeout: Duration::from_secs(60) };
         let mut buf = vec![0u8; 4096];
-        let mut c = Client::new(connector, 5, &mut buf).expect("buffer");
-        let rates = (0..o.reps)
-            .map(|_| {
-                let started = Instant::now();
-                for _ in 0..churn {
-                    let _ = c.list(|_| {});
-                    c.disconnect();
-                }
-                per_s(churn, started.elapsed())
-            })
-            .collect();
+        let mut plain = Client::new(connector, 5, &mut buf).expect("buffer");
+        let secure = v3.then(|| {
+            let root = w("v3-5");
+            let user = KeyedUser::add(&o.bin, &root, V3_USER, &w("v3-5.key"));
+            (Server::start(&o.bin, &root, &[]), user)
+        });
+        let mut buf = vec![0u8; 4096];
+        let mut keyed = secure.as_ref().map(|(server, user)| {
+            let tcp = TcpConnector { addrs: vec![server.addr], timeout: Duration::from_secs(60) };
+            let connector = SecureConnector { tcp, user: user.id, key: user.key };
+            Client::new(connector, user.id, &mut buf).expect("buffer").with_version(SECURE_VERSION)
+        });
+        let (mut rates, mut v3_rates) = (vec![], vec![]);
+        for _ in 0..o.reps {
+            rates.push(churn_rate(&mut plain, churn));
+            if let Some(keyed) = &mut keyed {
+                v3_rates.push(churn_rate(keyed, churn));
+            }
+        }
         notes.push(format!(
             "5 {churn} list requests, each on a new connection: {} requests/s (median [min-max])",
-            Stat(rates).show()
+            Stat(rates.clone()).show()
         ));
+        if !v3_rates.is_empty() {
+            rows.push(Row {
+                workload: format!("5 {churn} lists, each on a new connection, version 3"),
+                unit: "requests/s",
+                ours: Stat(v3_rates),
+                peers: vec![peer("ours, plaintext", rates, None)],
+            });
+        }
         drop(server);
     }
 
     println!("\nmedian [min-max] of {} runs; ratio = ours / peer (median)\n", o.reps);
-    println!("| workload | unit | ours | peer | peer figure | ratio |");
-    println!("|---|---|---|---|---|---|");
+    println!("| workload | unit | ours | peer | peer figure | ratio | target | met |");
+    println!("|---|---|---|---|---|---|---|---|");
     for row in &rows {
-        for (peer, stat) in &row.peers {
+        for p in &row.peers {
+            let ratio = row.ours.median() / p.stat.median();
+            let (target, met) = match p.target {
+                Some(t) => (format!("≥ {t}"), if ratio >= t { "yes" } else { "**no**" }),
+                None => ("—".to_string(), "—"),
+            };
             println!(
-                "| {} | {} | {} | {peer} | {} | {:.2} |",
+                "| {} | {} | {} | {} | {} | {ratio:.2} | {target} | {met} |",
                 row.workload,
                 row.unit,
                 row.ours.show(),
-                stat.show(),
-                row.ours.median() / stat.median()
+                p.name,
+                p.stat.show(),
             );
         }
     }
@@ -640,6 +1122,15 @@ fn main() {
                 let path = entry.path();
                 let _ =
                     if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            }
+        }
+    }
+    // And restic's repositories of workload 1.
+    drop(secure);
+    if let Ok(entries) = std::fs::read_dir(w("restic/repos")) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("1-") {
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
