@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use backup_core::dispatch::SendFile;
-use backup_core::ram_store::RamReader;
 use backup_core::secure::{
     AUTH_FAILED_LEN, HandshakeError, RecordError, SECURE_VERSION, SecureError, SecureStream,
     client_handshake, server_handshake,
@@ -99,7 +98,7 @@ impl ReadReady for Tap {
     }
 }
 
-impl SendFile<RamReader> for Tap {}
+impl SendFile for Tap {}
 
 /// Hands out one secure stream, then refuses.
 struct SecureOnce(Option<Secure>);

@@ -686,7 +686,7 @@ impl TimedOut for SecureError<io::Error> {
 fn run<S, C>(dispatcher: &mut Dispatcher<'_, S>, conn: &mut C, mut log: RequestLog) -> SessionEnd<C::Error>
 where
     S: backup_core::Store,
-    C: embedded_io::Read + embedded_io::ReadReady + backup_core::SendFile<S::Reader>,
+    C: embedded_io::Read + embedded_io::ReadReady + backup_core::SendFile,
     C::Error: TimedOut + std::fmt::Display,
 {
     let peer = log.peer;

@@ -149,7 +149,7 @@ impl<T: Read + Write + ReadReady, B: AsMut<[u8]>> ReadReady for SecureStream<T, 
 
 /// Stored files cannot bypass the encryption: the dispatcher copies them
 /// through its buffer and `write`.
-impl<R, T: Read + Write, B: AsMut<[u8]>> SendFile<R> for SecureStream<T, B> {}
+impl<T: Read + Write, B: AsMut<[u8]>> SendFile for SecureStream<T, B> {}
 
 /// A handshake machine waiting for the peer's message.
 pub(crate) trait Inbound {
