@@ -169,6 +169,9 @@ impl Conn {
             return Err(io::Error::other("peek after reading"));
         }
         while self.filled < n {
+            // The rate clock runs from the first byte, as in `read`: a
+            // trickled HELLO or first request is cut by --min-rate.
+            self.track_request();
             let got = match (&self.stream).read(&mut self.buf[self.filled..]) {
                 Ok(got) => got,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -562,7 +562,12 @@ fn serve(
     shared: &Shared,
     busy: Arc<AtomicBool>,
 ) -> io::Result<()> {
-    let mut conn = Conn::new(stream, config.idle_timeout)?.with_min_rate(busy.clone(), config.min_rate);
+    // The first bytes are peeked (HELLO or plaintext?) before the dispatcher
+    // starts a request: the first byte starts the rate clock, so a trickled
+    // first request or handshake is cut by --min-rate as before.
+    let mut conn = Conn::new(stream, config.idle_timeout)?
+        .with_min_rate(busy.clone(), config.min_rate)
+        .request_from_first_byte();
     let mut buf = vec![0u8; DISPATCH_BUF_LEN];
     let log = RequestLog { peer, busy, started: VecDeque::new() };
     let prefix = conn.peek(REQUEST_PREFIX_LEN)?;
@@ -640,6 +645,9 @@ fn serve_secure(
     };
     let user = user.unwrap_or(0);
     log::debug!("{peer}: authenticated session for user {user}");
+    // The handshake was the first "request" for the rate clock; between
+    // requests only the idle timeout applies, as in plaintext.
+    log.busy.store(false, Ordering::SeqCst);
     let store = Guarded::new(store, &shared.users, SessionAccess::Authenticated(user));
     let core_config =
         Config { max_file_size: config.max_file_size, version: SECURE_VERSION, group_commit: true };
