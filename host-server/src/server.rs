@@ -25,7 +25,7 @@ use backup_core::secure::{
     tx_buffer_len,
 };
 use backup_core::wire::{
-    LEGACY_VERSION, MAX_FILE_SIZE, PROTOCOL_VERSION, REQUEST_PREFIX_LEN, RequestView, Response, Status,
+    LEGACY_VERSION, MAX_FILE_SIZE, PROTOCOL_VERSION, REQUEST_PREFIX_LEN, RequestView, Response,
 };
 use backup_core::{Config, Dispatcher, SessionEnd, TransportError};
 use rand_core::OsRng;
@@ -666,7 +666,8 @@ fn serve_secure(
 /// Sends a 1003 before any session: a refused plaintext peer, or an address
 /// refused handshakes.
 fn send_refusal(conn: &mut Conn, buf: &mut [u8], peer: SocketAddr, version: u8, reason: &str) {
-    let n = error_response(buf, version, reason);
+    // The dispatch buffer holds any header with a 255-byte reason.
+    let n = Response::emit_error(version, reason, buf).unwrap_or(0);
     if let Err(e) = embedded_io::Write::write_all(conn, &buf[..n]) {
         log::debug!("{peer}: the refusal could not be sent: {e}");
     }
@@ -724,14 +725,6 @@ fn finish(mut conn: Conn, buf: &mut [u8], peer: SocketAddr, should_drain: bool) 
     } else if conn.send_timed_out() {
         conn.reset();
     }
-}
-
-/// A 1003 carrying `reason`, emitted into `buf`; its length.
-fn error_response(buf: &mut [u8], version: u8, reason: &str) -> usize {
-    let response = Response { version, status: Status::Error, name: b"", size: reason.len() as u32 };
-    let Ok(n) = response.emit(buf) else { return 0 };
-    buf[n..n + reason.len()].copy_from_slice(reason.as_bytes());
-    n + reason.len()
 }
 
 /// Serves one block-framed connection: one request, its response, close.

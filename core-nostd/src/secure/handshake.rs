@@ -19,7 +19,7 @@ use super::{
     HandshakeError, Hello, KEY_LEN, LENGTH_PREFIX_LEN, MSG1_FRAMED_LEN, MSG1_LEN, MSG2_FRAMED_LEN, MSG2_LEN,
     SECURE_VERSION, SERVER_REPLY_MAX_LEN, valid_max_record,
 };
-use crate::wire::{BufferTooSmall, RESPONSE_MIN_HEADER_LEN, Response, ResponseView, Status};
+use crate::wire::{BufferTooSmall, RESPONSE_MIN_HEADER_LEN, Response, ResponseView};
 
 /// The key an unknown user's handshake runs under, so that it costs what a
 /// known user's does and answers alike. Its outcome is never trusted: a
@@ -94,12 +94,7 @@ const MSG2_PREFIX: u16 = MSG2_LEN as u16;
 /// message 1 that does not decrypt with: version 3, status 1003, empty name,
 /// the reason as payload. Returns [`AUTH_FAILED_LEN`].
 pub fn write_auth_failed(out: &mut [u8]) -> Result<usize, BufferTooSmall> {
-    let reason = AUTH_FAILED_REASON.as_bytes();
-    let response =
-        Response { version: SECURE_VERSION, status: Status::Error, name: b"", size: reason.len() as u32 };
-    let header = response.emit(out)?;
-    out.get_mut(header..header + reason.len()).ok_or(BufferTooSmall)?.copy_from_slice(reason);
-    Ok(header + reason.len())
+    Response::emit_error(SECURE_VERSION, AUTH_FAILED_REASON, out)
 }
 
 /// The client's half: sends HELLO and message 1, reads message 2.

@@ -1,7 +1,7 @@
 //! Response headers: a typed view over bytes and the parsed [`Response`].
 
 use super::bytes::{name_slice, put, u16_at, u32_at};
-use super::{BufferTooSmall, MAX_NAME_LEN, RESPONSE_MIN_HEADER_LEN, Status, field};
+use super::{BufferTooSmall, MAX_NAME_LEN, MAX_REASON_LEN, RESPONSE_MIN_HEADER_LEN, Status, field};
 use crate::error::ProtocolError;
 
 /// A read-only view of a response header held in a byte buffer.
@@ -122,6 +122,19 @@ impl<'a> Response<'a> {
             && put(buf, field::resp_size(self.name.len()).start, &self.size.to_le_bytes());
         if ok { Ok(len) } else { Err(BufferTooSmall) }
     }
+
+    /// Writes a whole 1003 into the start of `buf`: version `version`, an
+    /// empty name, and `reason` (cut to [`MAX_REASON_LEN`] bytes) as its
+    /// payload, so header and reason go out in one write. Returns its length.
+    pub fn emit_error(version: u8, reason: &str, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
+        let reason = reason.as_bytes();
+        let reason = reason.get(..reason.len().min(MAX_REASON_LEN)).unwrap_or_default();
+        let response = Response { version, status: Status::Error, name: b"", size: reason.len() as u32 };
+        let header = response.emit(buf)?;
+        let end = header + reason.len();
+        buf.get_mut(header..end).ok_or(BufferTooSmall)?.copy_from_slice(reason);
+        Ok(end)
+    }
 }
 
 #[cfg(test)]
@@ -150,5 +163,16 @@ mod tests {
         assert_eq!(view.name(), b"");
         assert_eq!(view.size(), 0);
         assert_eq!(view.check_len(), Err(ProtocolError::Truncated));
+    }
+
+    #[test]
+    fn a_1003_is_emitted_whole_with_its_reason_as_payload_cut_to_255_bytes() {
+        let mut buf = [0u8; 300];
+        let n = Response::emit_error(2, "busy", &mut buf).unwrap();
+        assert_eq!(buf[..n], [0x02, 0xeb, 0x03, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, b'b', b'u', b's', b'y']);
+        let long = "x".repeat(300);
+        assert_eq!(Response::emit_error(1, &long, &mut buf), Ok(RESPONSE_MIN_HEADER_LEN + MAX_REASON_LEN));
+        assert_eq!(buf[5..9], [0xff, 0, 0, 0]);
+        assert_eq!(Response::emit_error(1, "busy", &mut buf[..12]), Err(BufferTooSmall));
     }
 }
