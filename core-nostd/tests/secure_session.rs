@@ -385,6 +385,23 @@ fn the_client_reads_the_refusal_and_its_reason() {
     assert_eq!(&rx[..21], b"authentication failed");
 }
 
+#[test]
+fn a_client_owning_its_buffers_is_handed_the_refusal_reason() {
+    let mut io = cut(&AUTH_FAILED, vec![3]);
+    let mut reason = Vec::new();
+    let err = backup_core::secure::client_handshake_with_reason(
+        &mut io,
+        USER,
+        &PSK,
+        &mut TestRng(9),
+        vec![0u8; 4098],
+        vec![0u8; 4096],
+        |r| reason.extend_from_slice(r),
+    );
+    assert!(matches!(err, Err(SecureError::Handshake(HandshakeError::Refused { reason_len: 21, .. }))));
+    assert_eq!(reason, b"authentication failed");
+}
+
 /// What a server makes of `records` arriving after a real handshake: the
 /// session's end, what it wrote after message 2, and its store. The client's
 /// records are sealed by the sans-IO machines under the keys of the very

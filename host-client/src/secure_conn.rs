@@ -6,11 +6,9 @@
 use std::fmt;
 use std::io;
 
-use embedded_io::{Read, Write};
-
 use backup_core::secure::{
-    AUTH_FAILED_REASON, ClientHandshake, HandshakeError, SecureError, SecureStream, TAG_LEN, rx_buffer_len,
-    tx_buffer_len,
+    AUTH_FAILED_REASON, HandshakeError, SecureError, SecureStream, TAG_LEN, client_handshake_with_reason,
+    rx_buffer_len, tx_buffer_len,
 };
 use backup_core::wire::MAX_REASON_LEN;
 use host_common::key_line::KeyLine;
@@ -52,37 +50,22 @@ impl fmt::Display for HandshakeFailure {
 
 impl std::error::Error for HandshakeFailure {}
 
-/// Opens a version-3 session on `tcp` for `key`'s user. The core's
-/// [`ClientHandshake`] decides; this loop moves its bytes, and on a
-/// plaintext refusal reads the reason too, for the message.
-pub fn open(mut tcp: TcpConn, key: &KeyLine) -> io::Result<SecureConn> {
-    let mut rx = vec![0u8; rx_buffer_len(RECORD_LEN)];
+/// Opens a version-3 session on `tcp` for `key`'s user; a plaintext
+/// refusal's reason tells a refused key from an old server.
+pub fn open(tcp: TcpConn, key: &KeyLine) -> io::Result<SecureConn> {
+    let rx = vec![0u8; rx_buffer_len(RECORD_LEN)];
     let tx = vec![0u8; tx_buffer_len(RECORD_LEN as usize - TAG_LEN)];
-    let fail = |e: HandshakeError| handshake_error(e, "");
-    let (mut hs, n) =
-        ClientHandshake::start(key.user, key.key.bytes(), RECORD_LEN, &mut OsRng, &mut rx).map_err(fail)?;
-    tcp.write_all(&rx[..n])?;
-    loop {
-        let want = hs.needed();
-        if want == 0 {
-            break;
-        }
-        match tcp.read(&mut rx[..want])? {
-            0 => return Err(io::Error::new(io::ErrorKind::PermissionDenied, HandshakeFailure::Closed)),
-            got => {
-                hs.feed(&rx[..got]);
-            }
-        }
-    }
-    match hs.finish() {
-        Ok(transport) => SecureStream::new(tcp, transport, rx, tx).map_err(fail),
-        Err(e @ HandshakeError::Refused { reason_len, .. }) => {
-            let mut reason = vec![0u8; (reason_len as usize).min(MAX_REASON_LEN)];
-            let got = tcp.read_exact(&mut reason).map_or(0, |()| reason.len());
-            Err(handshake_error(e, &String::from_utf8_lossy(&reason[..got])))
-        }
-        Err(e) => Err(fail(e)),
-    }
+    let mut reason = String::new();
+    // A reason is at most 255 bytes; a server claiming more is cut there.
+    let keep = |r: &[u8]| reason = String::from_utf8_lossy(&r[..r.len().min(MAX_REASON_LEN)]).into_owned();
+    client_handshake_with_reason(tcp, key.user, key.key.bytes(), &mut OsRng, rx, tx, keep).map_err(
+        |e| match e {
+            SecureError::Io(e) => e,
+            SecureError::Closed => io::Error::new(io::ErrorKind::PermissionDenied, HandshakeFailure::Closed),
+            SecureError::Handshake(e) => handshake_error(e, &reason),
+            other => flat(other),
+        },
+    )
 }
 
 /// A failed handshake as an I/O error carrying a [`HandshakeFailure`] where

@@ -41,7 +41,10 @@ pub use error::{HandshakeError, RecordError, SecureError};
 pub use handshake::{ClientHandshake, ServerHandshake, ServerOutcome, Transport};
 pub use hello::{Hello, HelloError};
 pub use record::{Opener, Sealer};
-pub use stream::{SecureStream, client_handshake, server_handshake, server_handshake_after_hello};
+pub use stream::{
+    SecureStream, client_handshake, client_handshake_with_reason, server_handshake,
+    server_handshake_after_hello,
+};
 
 use crate::wire::RESPONSE_MIN_HEADER_LEN;
 

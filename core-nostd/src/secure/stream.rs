@@ -223,16 +223,36 @@ pub(crate) const SERVER_SCRATCH_LEN: usize = if SERVER_REPLY_MAX_LEN > CLIENT_FI
 /// [`CLIENT_FIRST_FLIGHT_LEN`] bytes.
 ///
 /// If the server answers in plaintext instead (an old server, or a refused
-/// key), the error is [`HandshakeError::Refused`], and as much of the reason
-/// as fits has been read into the start of `rx`: `reason_len` bytes, capped
-/// at `rx`'s length.
+/// key), the error is [`HandshakeError::Refused`]; its reason is read and
+/// dropped. [`client_handshake_with_reason`] hands it to the caller.
 pub fn client_handshake<T, R, B>(
+    io: T,
+    user_id: u32,
+    psk: &[u8; KEY_LEN],
+    rng: &mut R,
+    rx: B,
+    tx: B,
+) -> Result<SecureStream<T, B>, SecureError<T::Error>>
+where
+    T: Read + Write,
+    R: RngCore + CryptoRng,
+    B: AsMut<[u8]>,
+{
+    client_handshake_with_reason(io, user_id, psk, rng, rx, tx, |_| {})
+}
+
+/// [`client_handshake`], which on a plaintext refusal also reads its reason
+/// (as much as `rx` holds) and gives it to `refused` before returning
+/// [`HandshakeError::Refused`]: a shell tells a refused key from an old
+/// server by it.
+pub fn client_handshake_with_reason<T, R, B>(
     mut io: T,
     user_id: u32,
     psk: &[u8; KEY_LEN],
     rng: &mut R,
     mut rx: B,
     mut tx: B,
+    refused: impl FnOnce(&[u8]),
 ) -> Result<SecureStream<T, B>, SecureError<T::Error>>
 where
     T: Read + Write,
@@ -249,7 +269,8 @@ where
         Err(e @ HandshakeError::Refused { reason_len, .. }) => {
             let rx = rx.as_mut();
             let want = usize::try_from(reason_len).unwrap_or(usize::MAX).min(rx.len());
-            let _ = read_full(&mut io, rx.get_mut(..want).unwrap_or_default());
+            let got = read_full(&mut io, rx.get_mut(..want).unwrap_or_default()).unwrap_or(0);
+            refused(rx.get(..got).unwrap_or_default());
             Err(e.into())
         }
         Err(e) => Err(e.into()),
