@@ -572,8 +572,8 @@ fn serve(
     let log = RequestLog { peer, busy, started: VecDeque::new() };
     let prefix = conn.peek(REQUEST_PREFIX_LEN)?;
     if let Ok(hello) = <&[u8; HELLO_LEN]>::try_from(prefix) {
-        if Hello::is_hello(hello) {
-            return serve_secure(conn, buf, store, config, shared, log);
+        if let Ok(hello) = Hello::parse(hello) {
+            return serve_secure(conn, hello.user_id, buf, store, config, shared, log);
         }
     }
     let version = RequestView::new_unchecked(prefix).version();
@@ -599,8 +599,10 @@ fn serve(
 /// the registry, then the same dispatcher over the records, for that user
 /// alone. An address that failed too many handshakes is refused before any
 /// handshake work.
+/// `user` is the id the peeked HELLO names; the handshake reads it again.
 fn serve_secure(
     mut conn: Conn,
+    user: u32,
     mut buf: Vec<u8>,
     store: FsStore,
     config: &ServerConfig,
@@ -614,11 +616,6 @@ fn serve_secure(
         finish(conn, &mut buf, peer, true);
         return Ok(());
     }
-    let user = conn
-        .peek(HELLO_LEN)
-        .ok()
-        .and_then(|p| <&[u8; HELLO_LEN]>::try_from(p).ok())
-        .map(|h| Hello::parse(h).map(|h| h.user_id).unwrap_or(0));
     let rx = vec![0u8; rx_buffer_len(RECORD_LEN)];
     // What we send is bounded by the client's max_record too.
     let tx = vec![0u8; tx_buffer_len(RECORD_LEN as usize - TAG_LEN)];
@@ -626,7 +623,6 @@ fn serve_secure(
     let mut secure = match server_handshake(&mut conn, lookup, &mut OsRng, rx, tx) {
         Ok(secure) => secure,
         Err(SecureError::Handshake(HandshakeError::AuthenticationFailed)) => {
-            let user = user.unwrap_or(0);
             if shared.auth_limit.failed(peer.ip(), Instant::now()) {
                 log::warn!(
                     "{peer}: {MAX_FAILURES} failed handshakes within {} s: refusing this address's handshakes for a while",
@@ -643,7 +639,6 @@ fn serve_secure(
             return Ok(());
         }
     };
-    let user = user.unwrap_or(0);
     log::debug!("{peer}: authenticated session for user {user}");
     // The handshake was the first "request" for the rate clock; between
     // requests only the idle timeout applies, as in plaintext.
