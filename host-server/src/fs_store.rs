@@ -14,19 +14,19 @@
 //! symbolic link planted in the tree leads nowhere.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::upload_file::UploadFile;
 use backup_core::StoreError;
 use backup_core::store::{Listing, Store};
 use backup_core::wire::validate_name;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
-use write_behind::WriteBehind;
 
 use crate::commit_gate::CommitGate;
 use crate::listing::{self, SpoolReader};
@@ -71,6 +71,8 @@ struct Inner {
     commits: CommitGate,
     /// The threads that sync group commits' files.
     syncs: SyncPool,
+    /// Uploads being written by a thread of their own.
+    offloaded: Arc<AtomicUsize>,
     /// No other server uses this root while we do.
     _lock: RootLock,
 }
@@ -111,8 +113,9 @@ impl Clone for FsStore {
 #[derive(Debug)]
 pub struct FsUpload {
     /// Big uploads start their writeback as they arrive, so the sync before
-    /// the 212 has little left to write.
-    file: WriteBehind<File>,
+    /// the 212 has little left to write, and the biggest are written by a
+    /// thread of their own.
+    file: UploadFile,
     /// The user's folder, which holds the temporary file.
     dir: Arc<OwnedFd>,
     tmp_name: String,
@@ -195,17 +198,18 @@ impl FsStore {
             result.map_err(|e| store_error(e, "sync", &upload.name))
         };
         if uploads.len() <= 1 {
-            return uploads.iter().map(|u| sync(u, u.file.get_ref().sync_data())).collect();
+            return uploads.iter().map(|u| sync(u, u.file.get_ref().and_then(File::sync_data))).collect();
         }
         // The pool's threads sync duplicates of the files' descriptors: the
         // same files, without lending the uploads to threads that outlive us.
-        let files: io::Result<Vec<File>> = uploads.iter().map(|u| u.file.get_ref().try_clone()).collect();
+        let files: io::Result<Vec<File>> =
+            uploads.iter().map(|u| u.file.get_ref().and_then(File::try_clone)).collect();
         match files {
             Ok(files) => {
                 uploads.iter().zip(self.inner.syncs.sync_data_all(files)).map(|(u, r)| sync(u, r)).collect()
             }
             // Out of descriptors: sync them here, one by one.
-            Err(_) => uploads.iter().map(|u| sync(u, u.file.get_ref().sync_data())).collect(),
+            Err(_) => uploads.iter().map(|u| sync(u, u.file.get_ref().and_then(File::sync_data))).collect(),
         }
     }
 
@@ -271,6 +275,7 @@ impl FsStore {
                 next_tmp: AtomicU64::new(0),
                 commits: CommitGate::new(COMMIT_SLOTS),
                 syncs: SyncPool::start(if options.durable { SYNC_THREADS } else { 0 }),
+                offloaded: Arc::new(AtomicUsize::new(0)),
                 _lock: lock,
             }),
         };
@@ -412,7 +417,7 @@ impl Store for FsStore {
         let fd = rustix::fs::openat(&dir, tmp_name.as_str(), flags, Mode::from_raw_mode(FILE_MODE))
             .map_err(|e| store_error(e.into(), "create temporary file", &tmp_name))?;
         let upload = FsUpload {
-            file: WriteBehind::new(File::from(fd)),
+            file: UploadFile::new(File::from(fd), size, &inner.offloaded),
             dir: Arc::new(dir),
             tmp_name,
             user,
@@ -449,10 +454,11 @@ impl Store for FsStore {
     /// Holds the upload for the next `sync`, which syncs the data of every
     /// held upload at once, renames them into place in order and syncs each
     /// touched folder once. Without syncing, renames it into place at once.
-    fn commit_upload_deferred(&mut self, upload: FsUpload) -> Result<(), StoreError> {
+    fn commit_upload_deferred(&mut self, mut upload: FsUpload) -> Result<(), StoreError> {
         if upload.file.written() != u64::from(upload.size) {
             return Err(StoreError::Io);
         }
+        upload.file.finish().map_err(|e| store_error(e, "write", &upload.name))?;
         if !self.inner.options.durable {
             return self.place(upload);
         }

@@ -18,6 +18,7 @@ pub mod quota;
 pub mod rate;
 pub mod root_lock;
 pub mod server;
+pub mod upload_file;
 pub mod users;
 /// The threads that sync group commits' files; shared with the client.
 pub use host_common::sync_pool;

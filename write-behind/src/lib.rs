@@ -21,6 +21,9 @@
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 
+mod offload;
+pub use offload::{BUFFERS, CHUNK, Offloaded};
+
 /// Bytes between two pieces of advice: large enough that the system calls
 /// cost nothing next to the writes, small enough to keep the disk busy from
 /// the start of a transfer and at most two windows dirty at its end.

@@ -1,0 +1,111 @@
+//! The temporary file of an upload, written inline or, for big uploads, by
+//! a writer thread of its own (`write_behind::Offloaded`): the connection's
+//! thread then goes on receiving (and, in version 3, opening records) while
+//! the writer waits for the disk.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use write_behind::{Offloaded, WriteBehind};
+
+/// Uploads at least this big get a writer thread: smaller ones fit in its
+/// buffers whole, so there is nothing to overlap.
+pub const OFFLOAD_MIN: u32 = (write_behind::CHUNK * write_behind::BUFFERS) as u32;
+/// Uploads with a writer thread at once, server-wide: each holds 1 MiB of
+/// buffers and a thread, so the server holds at most 32 MiB and 32 threads
+/// more; later big uploads are written inline, as before.
+pub const OFFLOAD_SLOTS: usize = 32;
+
+/// A claim on one of [`OFFLOAD_SLOTS`], given back when dropped.
+#[derive(Debug)]
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn claim(used: &Arc<AtomicUsize>) -> Option<Slot> {
+        used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < OFFLOAD_SLOTS).then_some(n + 1))
+            .ok()
+            .map(|_| Slot(used.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An upload's temporary file; see the module docs.
+#[derive(Debug)]
+pub enum UploadFile {
+    /// Written by the connection's thread: big uploads start their writeback
+    /// as they arrive, so the sync before the 212 has little left to write.
+    Inline(WriteBehind<File>),
+    /// Written by a thread of its own, until [`finish`](UploadFile::finish);
+    /// the slot is held while the thread runs.
+    Offloaded(Offloaded<File>, Slot),
+    /// The writer thread failed while finishing: nothing more is written.
+    Failed,
+}
+
+impl UploadFile {
+    /// A writer for an upload of `size` bytes into `file`; `used` counts the
+    /// server's writer threads.
+    pub fn new(file: File, size: u32, used: &Arc<AtomicUsize>) -> UploadFile {
+        if size < OFFLOAD_MIN {
+            return UploadFile::Inline(WriteBehind::new(file));
+        }
+        let Some(slot) = Slot::claim(used) else { return UploadFile::Inline(WriteBehind::new(file)) };
+        match Offloaded::new(file) {
+            Ok(writer) => UploadFile::Offloaded(writer, slot),
+            Err((file, e)) => {
+                log::debug!("storage: no writer thread ({e}); writing inline");
+                UploadFile::Inline(WriteBehind::new(file))
+            }
+        }
+    }
+
+    /// Bytes taken so far.
+    pub fn written(&self) -> u64 {
+        match self {
+            UploadFile::Inline(w) => w.written(),
+            UploadFile::Offloaded(w, _) => w.written(),
+            UploadFile::Failed => 0,
+        }
+    }
+
+    /// Writes `chunk` whole (or queues it for the writer thread).
+    pub fn write_all(&mut self, chunk: &[u8]) -> io::Result<()> {
+        match self {
+            UploadFile::Inline(w) => w.write_all(chunk),
+            UploadFile::Offloaded(w, _) => w.write_all(chunk),
+            UploadFile::Failed => Err(io::Error::other("the upload's writer failed")),
+        }
+    }
+
+    /// Waits until every byte taken is in the file; afterwards the file can
+    /// be synced.
+    pub fn finish(&mut self) -> io::Result<()> {
+        match std::mem::replace(self, UploadFile::Failed) {
+            UploadFile::Offloaded(writer, _slot) => {
+                *self = UploadFile::Inline(writer.finish()?);
+                Ok(())
+            }
+            UploadFile::Failed => Err(io::Error::other("the upload's writer failed")),
+            inline => {
+                *self = inline;
+                Ok(())
+            }
+        }
+    }
+
+    /// The file, to sync: only once [`finish`](UploadFile::finish)ed.
+    pub fn get_ref(&self) -> io::Result<&File> {
+        match self {
+            UploadFile::Inline(w) => Ok(w.get_ref()),
+            UploadFile::Offloaded(..) => Err(io::Error::other("upload not finished before its sync")),
+            UploadFile::Failed => Err(io::Error::other("the upload's writer failed")),
+        }
+    }
+}
