@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::upload_file::UploadFile;
 use backup_core::StoreError;
 use backup_core::store::{Listing, Store};
 use backup_core::wire::validate_name;
@@ -33,6 +32,7 @@ use crate::listing::{self, SpoolReader};
 use crate::quota::QuotaBook;
 use crate::root_lock::{self, RootLock};
 use crate::sync_pool::{SYNC_THREADS, SyncPool};
+use crate::upload_file::UploadFile;
 
 /// How the names of uploads in progress start. A backslash is refused in
 /// every file name a client sends, so these never collide with one.

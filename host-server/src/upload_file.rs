@@ -109,3 +109,52 @@ impl UploadFile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> File {
+        tempfile::tempfile().unwrap()
+    }
+
+    #[test]
+    fn small_uploads_are_written_inline() {
+        let used = Arc::new(AtomicUsize::new(0));
+        assert!(matches!(UploadFile::new(file(), OFFLOAD_MIN - 1, &used), UploadFile::Inline(_)));
+        assert_eq!(used.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn past_the_slots_big_uploads_are_written_inline_until_one_finishes() {
+        let used = Arc::new(AtomicUsize::new(0));
+        let mut threaded: Vec<UploadFile> =
+            (0..OFFLOAD_SLOTS).map(|_| UploadFile::new(file(), OFFLOAD_MIN, &used)).collect();
+        assert!(threaded.iter().all(|u| matches!(u, UploadFile::Offloaded(..))));
+        assert!(
+            matches!(UploadFile::new(file(), OFFLOAD_MIN, &used), UploadFile::Inline(_)),
+            "no 33rd thread"
+        );
+        // Finishing gives the slot back; so does dropping an unfinished one.
+        threaded[0].finish().unwrap();
+        assert_eq!(used.load(Ordering::Acquire), OFFLOAD_SLOTS - 1);
+        threaded.truncate(1);
+        assert_eq!(used.load(Ordering::Acquire), 0);
+        assert!(matches!(UploadFile::new(file(), OFFLOAD_MIN, &used), UploadFile::Offloaded(..)));
+    }
+
+    #[test]
+    fn a_finished_upload_holds_every_byte_written() {
+        let used = Arc::new(AtomicUsize::new(0));
+        let target = file();
+        let mut upload = UploadFile::new(target.try_clone().unwrap(), OFFLOAD_MIN, &used);
+        assert!(upload.get_ref().is_err(), "no sync before the writer is done");
+        let data: Vec<u8> = (0..OFFLOAD_MIN as usize + 17).map(|i| (i % 251) as u8).collect();
+        for piece in data.chunks(16 * 1024) {
+            upload.write_all(piece).unwrap();
+        }
+        upload.finish().unwrap();
+        upload.get_ref().unwrap().sync_data().unwrap();
+        assert_eq!(target.metadata().unwrap().len(), data.len() as u64);
+    }
+}

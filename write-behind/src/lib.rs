@@ -99,19 +99,35 @@ fn advise_dont_need(file: &impl AsFd, from: u64, to: u64) {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn advise_dont_need(_: &impl AsFd, _: u64, _: u64) {}
 
+/// What the tests of both writers share.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Read;
+mod test_support {
+    use std::fs::File;
+    use std::io::{Read, Seek};
 
-    fn pattern(len: usize) -> Vec<u8> {
+    /// Bytes that differ from their neighbours, so a misplaced chunk shows.
+    pub(crate) fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 + i / 4096) as u8).collect()
     }
+
+    /// Everything in `file`, from its start.
+    pub(crate) fn read_back(mut file: &File) -> Vec<u8> {
+        let mut back = Vec::new();
+        file.rewind().unwrap();
+        file.read_to_end(&mut back).unwrap();
+        back
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{pattern, read_back};
+    use super::*;
 
     #[test]
     fn bytes_written_through_several_windows_read_back_unchanged() {
         let data = pattern(3 * WINDOW as usize + 12_345);
-        let mut file = tempfile::tempfile().unwrap();
+        let file = tempfile::tempfile().unwrap();
         let mut writer = WriteBehind::new(&file);
         // Uneven chunks, so window boundaries fall inside writes.
         for chunk in data.chunks(1_000_003) {
@@ -119,10 +135,7 @@ mod tests {
         }
         assert_eq!(writer.written(), data.len() as u64);
         writer.get_ref().sync_data().unwrap();
-        let mut back = Vec::new();
-        std::io::Seek::rewind(&mut file).unwrap();
-        file.read_to_end(&mut back).unwrap();
-        assert!(back == data, "contents changed");
+        assert!(read_back(&file) == data, "contents changed");
     }
 
     #[test]

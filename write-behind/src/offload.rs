@@ -25,7 +25,7 @@ use crate::WriteBehind;
 /// Bytes handed to the writer at once: large enough that the hand-over costs
 /// nothing next to the writes (one channel message per 256 KiB), small
 /// enough that [`BUFFERS`] of them are little memory per transfer.
-pub const CHUNK: usize = 1024 * 1024;
+pub const CHUNK: usize = 256 * 1024;
 /// Buffers per transfer: one being filled, the others queued or being
 /// written, so the writer has the next chunk ready when it finishes one.
 /// (1 MiB in all per transfer.)
@@ -186,16 +186,12 @@ impl<F: Write + AsFd + Send + 'static> Drop for Offloaded<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Seek};
-
-    fn pattern(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i * 13 + i / 977) as u8).collect()
-    }
+    use crate::test_support::{pattern, read_back};
 
     #[test]
     fn bytes_written_through_the_thread_read_back_unchanged() {
         let data = pattern(5 * CHUNK + 4321);
-        let mut file = tempfile::tempfile().unwrap();
+        let file = tempfile::tempfile().unwrap();
         let mut writer = Offloaded::new(file.try_clone().unwrap()).unwrap();
         // Uneven writes, so chunk boundaries fall inside them.
         for piece in data.chunks(65_521) {
@@ -205,10 +201,7 @@ mod tests {
         let out = writer.finish().unwrap();
         assert_eq!(out.written(), data.len() as u64);
         out.get_ref().sync_data().unwrap();
-        let mut back = Vec::new();
-        file.rewind().unwrap();
-        file.read_to_end(&mut back).unwrap();
-        assert!(back == data, "contents changed");
+        assert!(read_back(&file) == data, "contents changed");
     }
 
     #[test]
