@@ -3,11 +3,14 @@
 //! with that key, never in plaintext; inside an authenticated session every
 //! request must carry the user id the session was authenticated for (the
 //! handshake binds it; a request naming another id would otherwise reach
-//! that user's files with this user's key).
+//! that user's files with this user's key), and the key the session
+//! authenticated with must still be that user's key: removing or rotating
+//! a key ends what sessions opened with it may do, at their next request.
 //!
 //! It is a [`Store`] decorator, so the dispatcher serves a guarded store
 //! like any other and a refusal is an ordinary 1003 with the reason of
-//! [`StoreError::AuthenticationRequired`] or [`StoreError::OtherUser`].
+//! [`StoreError::AuthenticationRequired`], [`StoreError::OtherUser`] or
+//! [`StoreError::KeyRevoked`].
 
 use crate::error::StoreError;
 use crate::store::Store;
@@ -26,11 +29,23 @@ pub const REASON_TOO_MANY_FAILURES: &str =
 pub trait KeyedUsers {
     /// Whether `user` has a key, and so must authenticate.
     fn is_keyed(&self, user: u32) -> bool;
+
+    /// Whether the key an authenticated session of `user` was opened with
+    /// is still `user`'s key. A registry whose keys can be removed or
+    /// replaced while sessions run answers for the session's key (the
+    /// server hands each session a view that knows it); the default suits
+    /// registries whose keys never change.
+    fn session_key_is_current(&self, user: u32) -> bool {
+        self.is_keyed(user)
+    }
 }
 
 impl<K: KeyedUsers + ?Sized> KeyedUsers for &K {
     fn is_keyed(&self, user: u32) -> bool {
         (**self).is_keyed(user)
+    }
+    fn session_key_is_current(&self, user: u32) -> bool {
+        (**self).session_key_is_current(user)
     }
 }
 
@@ -65,7 +80,12 @@ impl<S: Store, K: KeyedUsers> Guarded<S, K> {
 
     fn admit(&self, user: u32) -> Result<(), StoreError> {
         match self.access {
-            SessionAccess::Authenticated(own) if own == user => Ok(()),
+            SessionAccess::Authenticated(own) if own == user => {
+                match self.keyed.session_key_is_current(own) {
+                    true => Ok(()),
+                    false => Err(StoreError::KeyRevoked),
+                }
+            }
             SessionAccess::Authenticated(_) => Err(StoreError::OtherUser),
             SessionAccess::Plaintext if self.keyed.is_keyed(user) => Err(StoreError::AuthenticationRequired),
             SessionAccess::Plaintext => Ok(()),
@@ -147,5 +167,29 @@ mod tests {
         assert!(store.begin_upload(7, "a", 0).is_ok());
         assert_eq!(store.begin_upload(8, "a", 0).err(), Some(StoreError::OtherUser));
         assert_eq!(store.open(8, "a").err(), Some(StoreError::OtherUser));
+    }
+
+    #[test]
+    fn a_session_whose_key_was_revoked_is_refused_from_its_next_request() {
+        let revoked = core::cell::Cell::new(false);
+        struct Revocable<'a>(&'a core::cell::Cell<bool>);
+        impl KeyedUsers for Revocable<'_> {
+            fn is_keyed(&self, _: u32) -> bool {
+                true
+            }
+            fn session_key_is_current(&self, _: u32) -> bool {
+                !self.0.get()
+            }
+        }
+        let mut store =
+            Guarded::new(RamStore::<4, 64>::new(), Revocable(&revoked), SessionAccess::Authenticated(7));
+        assert_eq!(store.delete(7, "a").err(), Some(StoreError::NotFound));
+        revoked.set(true);
+        assert_eq!(store.delete(7, "a").err(), Some(StoreError::KeyRevoked));
+        assert_eq!(store.list(7).err(), Some(StoreError::KeyRevoked));
+        assert_eq!(
+            StoreError::KeyRevoked.reason(),
+            "the key of this session was revoked; connect again with the user's current key"
+        );
     }
 }

@@ -175,6 +175,10 @@ pub enum StoreError {
     /// The request names another user than the one this session was
     /// authenticated for ([`access`](crate::access)).
     OtherUser,
+    /// The key this session authenticated with is no longer the user's key
+    /// (the user was removed or given a new key since); the session's
+    /// requests are refused from then on ([`access`](crate::access)).
+    KeyRevoked,
 }
 
 impl StoreError {
@@ -194,6 +198,9 @@ impl StoreError {
                 "this user requires an authenticated session (protocol version 3)"
             }
             StoreError::OtherUser => "this session is authenticated for another user",
+            StoreError::KeyRevoked => {
+                "the key of this session was revoked; connect again with the user's current key"
+            }
         }
     }
 }
@@ -211,9 +218,10 @@ impl embedded_io::Error for StoreError {
         use embedded_io::ErrorKind;
         match self {
             StoreError::NotFound => ErrorKind::NotFound,
-            StoreError::PermissionDenied | StoreError::AuthenticationRequired | StoreError::OtherUser => {
-                ErrorKind::PermissionDenied
-            }
+            StoreError::PermissionDenied
+            | StoreError::AuthenticationRequired
+            | StoreError::OtherUser
+            | StoreError::KeyRevoked => ErrorKind::PermissionDenied,
             StoreError::NoSpace => ErrorKind::OutOfMemory,
             StoreError::TooLarge | StoreError::QuotaExceeded => ErrorKind::InvalidInput,
             StoreError::Changed | StoreError::NotAFile => ErrorKind::InvalidData,

@@ -25,6 +25,16 @@ const MAX_TRACKED: usize = 65_536;
 struct Window {
     started: Instant,
     failures: u32,
+    /// Handshakes of the address under way: counted as failures until
+    /// they succeed, so a thousand concurrent attempts get no further than
+    /// ten sequential ones.
+    in_flight: u32,
+}
+
+impl Window {
+    fn fresh(now: Instant) -> Window {
+        Window { started: now, failures: 0, in_flight: 0 }
+    }
 }
 
 /// The failure counts of every address.
@@ -33,40 +43,87 @@ pub struct AuthLimit {
     windows: Mutex<HashMap<IpKey, Window>>,
 }
 
+/// A handshake under way, counted against its address: a failure unless
+/// [`succeeded`](Attempt::succeeded) is called (a peer that sends half a
+/// handshake, or closes, or stalls, spends its address's allowance like
+/// one that sends a wrong key).
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    limit: &'a AuthLimit,
+    key: IpKey,
+    ip: IpAddr,
+    succeeded: bool,
+}
+
 impl AuthLimit {
     /// No failures yet.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Whether `ip` may try a handshake at `now`.
-    pub fn allows(&self, ip: IpAddr, now: Instant) -> bool {
-        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        match windows.get(&IpKey::of(ip)) {
-            Some(w) => now.duration_since(w.started) >= WINDOW || w.failures < MAX_FAILURES,
-            None => true,
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpKey, Window>> {
+        self.windows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts a failed handshake of `ip` at `now`; true when this failure
-    /// is the one that makes the address refused (log it once, then).
-    pub fn failed(&self, ip: IpAddr, now: Instant) -> bool {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+    /// Starts a handshake of `ip` at `now`, or `None` when the address
+    /// failed (or has under way) [`MAX_FAILURES`] handshakes within
+    /// [`WINDOW`].
+    pub fn attempt(&self, ip: IpAddr, now: Instant) -> Option<Attempt<'_>> {
+        let mut windows = self.lock();
         let key = IpKey::of(ip);
         if !windows.contains_key(&key) && windows.len() >= MAX_TRACKED {
-            windows.retain(|_, w| now.duration_since(w.started) < WINDOW);
+            windows.retain(|_, w| w.in_flight > 0 || now.duration_since(w.started) < WINDOW);
             if windows.len() >= MAX_TRACKED {
-                if let Some(oldest) = windows.iter().min_by_key(|(_, w)| w.started).map(|(k, _)| *k) {
-                    windows.remove(&oldest);
+                let oldest = windows
+                    .iter()
+                    .filter(|(_, w)| w.in_flight == 0)
+                    .min_by_key(|(_, w)| w.started)
+                    .map(|(k, _)| *k);
+                match oldest {
+                    Some(oldest) => {
+                        windows.remove(&oldest);
+                    }
+                    // Every tracked address has a handshake under way:
+                    // no room to count another.
+                    None => return None,
                 }
             }
         }
-        let w = windows.entry(key).or_insert(Window { started: now, failures: 0 });
+        let w = windows.entry(key).or_insert(Window::fresh(now));
         if now.duration_since(w.started) >= WINDOW {
-            *w = Window { started: now, failures: 0 };
+            *w = Window { in_flight: w.in_flight, ..Window::fresh(now) };
         }
-        w.failures = w.failures.saturating_add(1);
-        w.failures == MAX_FAILURES
+        if w.failures.saturating_add(w.in_flight) >= MAX_FAILURES {
+            return None;
+        }
+        w.in_flight += 1;
+        Some(Attempt { limit: self, key, ip, succeeded: false })
+    }
+}
+
+impl Attempt<'_> {
+    /// The handshake succeeded: it does not count.
+    pub fn succeeded(mut self) {
+        self.succeeded = true;
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut windows = self.limit.lock();
+        let Some(w) = windows.get_mut(&self.key) else { return };
+        w.in_flight = w.in_flight.saturating_sub(1);
+        if !self.succeeded {
+            w.failures = w.failures.saturating_add(1);
+            if w.failures == MAX_FAILURES {
+                // Once per address and window, not once per attempt.
+                log::warn!(
+                    "{}: {MAX_FAILURES} failed handshakes within {} s: refusing this address's handshakes for a while",
+                    self.ip,
+                    WINDOW.as_secs()
+                );
+            }
+        }
     }
 }
 
@@ -74,19 +131,43 @@ impl AuthLimit {
 mod tests {
     use super::*;
 
+    fn fail(limit: &AuthLimit, ip: IpAddr, t: Instant) -> bool {
+        limit.attempt(ip, t).is_some()
+    }
+
     #[test]
     fn an_address_is_refused_after_ten_failures_a_minute_and_others_are_not() {
         let limit = AuthLimit::new();
         let (bad, good): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let t = Instant::now();
-        for i in 1..MAX_FAILURES {
-            assert!(!limit.failed(bad, t), "failure {i}");
-            assert!(limit.allows(bad, t));
+        for i in 0..MAX_FAILURES {
+            assert!(fail(&limit, bad, t), "failure {i} was let through");
         }
-        assert!(limit.failed(bad, t), "the tenth failure starts the refusal");
-        assert!(!limit.allows(bad, t + Duration::from_secs(59)));
-        assert!(limit.allows(good, t));
-        assert!(limit.allows(bad, t + WINDOW), "the refusal ends with the window");
+        assert!(limit.attempt(bad, t + Duration::from_secs(59)).is_none());
+        assert!(limit.attempt(good, t).is_some());
+        assert!(limit.attempt(bad, t + WINDOW).is_some(), "the refusal ends with the window");
+    }
+
+    #[test]
+    fn successful_handshakes_do_not_count() {
+        let limit = AuthLimit::new();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let t = Instant::now();
+        for _ in 0..(MAX_FAILURES * 3) {
+            limit.attempt(ip, t).unwrap().succeeded();
+        }
+        assert!(limit.attempt(ip, t).is_some());
+    }
+
+    #[test]
+    fn concurrent_handshakes_count_before_they_end() {
+        let limit = AuthLimit::new();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let t = Instant::now();
+        let under_way: Vec<_> = (0..MAX_FAILURES).map(|_| limit.attempt(ip, t).unwrap()).collect();
+        assert!(limit.attempt(ip, t).is_none(), "the eleventh concurrent handshake");
+        under_way.into_iter().for_each(Attempt::succeeded);
+        assert!(limit.attempt(ip, t).is_some());
     }
 
     #[test]
@@ -94,10 +175,10 @@ mod tests {
         let limit = AuthLimit::new();
         let t = Instant::now();
         for i in 0..MAX_FAILURES {
-            limit.failed(format!("2001:db8::{i:x}").parse().unwrap(), t);
+            fail(&limit, format!("2001:db8::{i:x}").parse().unwrap(), t);
         }
-        assert!(!limit.allows("2001:db8::ffff".parse().unwrap(), t));
-        assert!(limit.allows("2001:db8:0:1::1".parse().unwrap(), t));
+        assert!(limit.attempt("2001:db8::ffff".parse().unwrap(), t).is_none());
+        assert!(limit.attempt("2001:db8:0:1::1".parse().unwrap(), t).is_some());
     }
 
     #[test]
@@ -105,7 +186,7 @@ mod tests {
         let limit = AuthLimit::new();
         let t = Instant::now();
         for i in 0..(MAX_TRACKED as u32 + 100) {
-            limit.failed(IpAddr::V4(i.into()), t);
+            fail(&limit, IpAddr::V4(i.into()), t);
         }
         assert!(limit.windows.lock().unwrap().len() <= MAX_TRACKED);
     }

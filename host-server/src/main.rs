@@ -133,15 +133,18 @@ enum UserCommand {
         #[arg(long, value_name = "HEX")]
         key: Option<String>,
     },
-    /// Print the ids of the users that have a key, one per line.
+    /// Print the ids of the users that have a key, one per line, and of
+    /// removed users as `<id> removed`.
     List,
-    /// Remove a user's key. Its files stay.
+    /// Remove a user's key. Its files stay, served to nobody (not even in
+    /// plaintext) until `user add --id` gives the user a new key; sessions
+    /// opened with the removed key are refused from their next request.
     Remove {
         /// The user id.
         id: u32,
     },
     /// Give a user a new random key and print its key line. Sessions opened
-    /// with the old key go on until they close.
+    /// with the old key are refused from their next request.
     Rotate {
         /// The user id.
         id: u32,
@@ -164,7 +167,10 @@ fn user_command(root: &std::path::Path, command: UserCommand) -> ExitCode {
             registry.add(id, key).map(|line| say(&line.expose()))
         }
         UserCommand::List => {
-            registry.users().for_each(|id| say(&id.to_string()));
+            registry.users().for_each(|(id, keyed)| match keyed {
+                true => say(&id.to_string()),
+                false => say(&format!("{id} removed")),
+            });
             Ok(())
         }
         UserCommand::Remove { id } => registry.remove(id),

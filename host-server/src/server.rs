@@ -31,7 +31,7 @@ use backup_core::{Config, Dispatcher, SessionEnd, TransportError};
 use rand_core::OsRng;
 use rustix::event::{PollFd, PollFlags};
 
-use crate::auth_limit::{AuthLimit, MAX_FAILURES, WINDOW as AUTH_WINDOW};
+use crate::auth_limit::AuthLimit;
 use crate::conn::Conn;
 use crate::fs_store::{FsStore, StoreOptions};
 use crate::ip_key::IpKey;
@@ -610,25 +610,28 @@ fn serve_secure(
     log: RequestLog,
 ) -> io::Result<()> {
     let peer = log.peer;
-    if !shared.auth_limit.allows(peer.ip(), Instant::now()) {
+    let Some(attempt) = shared.auth_limit.attempt(peer.ip(), Instant::now()) else {
         log::debug!("{peer}: handshake refused: too many failed handshakes from this address");
         send_refusal(&mut conn, &mut buf, peer, SECURE_VERSION, REASON_TOO_MANY_FAILURES);
         finish(conn, &mut buf, peer, true);
         return Ok(());
-    }
+    };
     let rx = vec![0u8; rx_buffer_len(RECORD_LEN)];
     // What we send is bounded by the client's max_record too.
     let tx = vec![0u8; tx_buffer_len(RECORD_LEN as usize - TAG_LEN)];
-    let lookup = |id: u32| shared.users.key(id).map(|key| *key.bytes());
+    // The key the handshake used is kept: each request checks that it is
+    // still the user's (`user remove`, `user rotate`).
+    let used = std::cell::Cell::new(None);
+    let lookup = |id: u32| {
+        let key = shared.users.key(id)?;
+        let bytes = *key.bytes();
+        used.set(Some(key));
+        Some(bytes)
+    };
     let mut secure = match server_handshake(&mut conn, lookup, &mut OsRng, rx, tx) {
         Ok(secure) => secure,
+        // Every failure counts against the address when `attempt` drops.
         Err(SecureError::Handshake(HandshakeError::AuthenticationFailed)) => {
-            if shared.auth_limit.failed(peer.ip(), Instant::now()) {
-                log::warn!(
-                    "{peer}: {MAX_FAILURES} failed handshakes within {} s: refusing this address's handshakes for a while",
-                    AUTH_WINDOW.as_secs()
-                );
-            }
             log::info!("{peer} user={user} op=hello status=1003 reason=\"authentication failed\"");
             finish(conn, &mut buf, peer, true);
             return Ok(());
@@ -639,11 +642,15 @@ fn serve_secure(
             return Ok(());
         }
     };
+    attempt.succeeded();
     log::debug!("{peer}: authenticated session for user {user}");
     // The handshake was the first "request" for the rate clock; between
     // requests only the idle timeout applies, as in plaintext.
     log.busy.store(false, Ordering::SeqCst);
-    let store = Guarded::new(store, &shared.users, SessionAccess::Authenticated(user));
+    let Some(key) = used.take() else {
+        return Err(io::Error::other("a handshake succeeded without a key"));
+    };
+    let store = Guarded::new(store, shared.users.session(user, key), SessionAccess::Authenticated(user));
     let core_config =
         Config { max_file_size: config.max_file_size, version: SECURE_VERSION, group_commit: true };
     let mut dispatcher = Dispatcher::new(store, &mut buf, core_config)

@@ -1,6 +1,9 @@
 //! The user registry: which user ids have a key, and the keys, in one
 //! owner-only file of the storage root, `ROOT/.backup-users`, one key line
-//! (`backup-key:<id>:<hex>`) per user.
+//! (`backup-key:<id>:<hex>`) per user, and one `backup-removed:<id>` line
+//! per user whose key was removed: such a user is served to nobody, not
+//! even in plaintext, so removing a key never opens its files to anyone
+//! who can reach the server.
 //!
 //! The file's name is not a number, so it is never a user folder, and it is
 //! in no user folder, so no protocol name reaches it. `backup-server user`
@@ -45,10 +48,16 @@ struct Stamp {
     size: u64,
 }
 
+/// Each registered user's key; `None` for a user whose key was removed.
+type Keys = BTreeMap<u32, Option<Key>>;
+
+/// The line prefix of a removed user.
+const REMOVED_PREFIX: &str = "backup-removed:";
+
 #[derive(Debug, Default)]
 struct Cache {
     stamp: Option<Stamp>,
-    keys: BTreeMap<u32, Key>,
+    keys: Keys,
 }
 
 /// The registry as a running server sees it.
@@ -71,10 +80,17 @@ impl Users {
     pub fn key(&self, user: u32) -> Option<Key> {
         let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.refresh(&mut cache);
-        cache.keys.get(&user).cloned()
+        cache.keys.get(&user).cloned().flatten()
     }
 
-    /// Whether `user` has a key (and so is never served in plaintext).
+    /// The registry as a session authenticated for `user` with `key` sees
+    /// it: that key stays current while the registry holds it.
+    pub fn session(&self, user: u32, key: Key) -> SessionKeys<'_> {
+        SessionKeys { users: self, user, key }
+    }
+
+    /// Whether `user` has a key, or had one (and so is never served in
+    /// plaintext).
     pub fn is_keyed(&self, user: u32) -> bool {
         let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.refresh(&mut cache);
@@ -109,6 +125,26 @@ impl KeyedUsers for Users {
     }
 }
 
+/// The registry as one authenticated session sees it (see
+/// [`Users::session`]).
+#[derive(Debug)]
+pub struct SessionKeys<'a> {
+    users: &'a Users,
+    user: u32,
+    key: Key,
+}
+
+impl KeyedUsers for SessionKeys<'_> {
+    fn is_keyed(&self, user: u32) -> bool {
+        self.users.is_keyed(user)
+    }
+    /// Looked up before every request, so `user remove` and `user rotate`
+    /// end what sessions opened with the old key may do.
+    fn session_key_is_current(&self, user: u32) -> bool {
+        user == self.user && self.users.key(user).as_ref() == Some(&self.key)
+    }
+}
+
 fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
     Stamp {
         dev: meta.dev(),
@@ -120,7 +156,7 @@ fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
 }
 
 /// Reads a registry file: the keys, and the file's stamp.
-fn read(path: &Path) -> io::Result<(BTreeMap<u32, Key>, Stamp)> {
+fn read(path: &Path) -> io::Result<(Keys, Stamp)> {
     let mut file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -140,10 +176,16 @@ fn read(path: &Path) -> io::Result<(BTreeMap<u32, Key>, Stamp)> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let entry: KeyLine = line.parse().map_err(|e| {
+        let bad = |e: &dyn std::fmt::Display| {
             io::Error::new(io::ErrorKind::InvalidData, format!("{} line {}: {e}", path.display(), index + 1))
-        })?;
-        keys.insert(entry.user, entry.key);
+        };
+        if let Some(id) = line.strip_prefix(REMOVED_PREFIX) {
+            let id = id.parse::<u32>().map_err(|e| bad(&e))?;
+            keys.insert(id, None);
+            continue;
+        }
+        let entry: KeyLine = line.parse().map_err(|e| bad(&e))?;
+        keys.insert(entry.user, Some(entry.key));
     }
     Ok((keys, stamp_of(&meta)))
 }
@@ -156,6 +198,8 @@ pub enum UsersError {
     Exists(u32),
     /// The user has no key.
     Unknown(u32),
+    /// The user's key was removed.
+    Removed(u32),
     /// The system's random generator failed.
     Random(String),
     /// Reading or writing the registry failed.
@@ -169,6 +213,10 @@ impl std::fmt::Display for UsersError {
                 write!(f, "user {id} already has a key; use `user rotate {id}` for a new one")
             }
             UsersError::Unknown(id) => write!(f, "user {id} has no key; `user list` shows who has"),
+            UsersError::Removed(id) => write!(
+                f,
+                "user {id} has no key: it was removed, and its files are served to nobody; `user add --id {id}` gives it a new key"
+            ),
             UsersError::Random(e) => write!(f, "cannot get random bytes from the system: {e}"),
             UsersError::Io(e) => write!(f, "{e}"),
         }
@@ -187,7 +235,7 @@ impl From<io::Error> for UsersError {
 pub struct Registry {
     root: PathBuf,
     _lock: File,
-    keys: BTreeMap<u32, Key>,
+    keys: Keys,
 }
 
 impl Registry {
@@ -216,23 +264,34 @@ impl Registry {
         let path = root.join(USERS_FILE);
         let keys = match read(&path) {
             Ok((keys, _)) => keys,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Keys::new(),
             Err(e) => return Err(e.into()),
         };
         Ok(Registry { root: root.to_path_buf(), _lock: lock, keys })
     }
 
-    /// The users with a key, in order.
-    pub fn users(&self) -> impl Iterator<Item = u32> + '_ {
-        self.keys.keys().copied()
+    /// The registered users in order, each with whether it has a key
+    /// (false: removed).
+    pub fn users(&self) -> impl Iterator<Item = (u32, bool)> + '_ {
+        self.keys.iter().map(|(&id, key)| (id, key.is_some()))
+    }
+
+    /// `id`'s key, or why it has none.
+    fn has_key(&self, id: u32) -> Result<(), UsersError> {
+        match self.keys.get(&id) {
+            Some(Some(_)) => Ok(()),
+            Some(None) => Err(UsersError::Removed(id)),
+            None => Err(UsersError::Unknown(id)),
+        }
     }
 
     /// Registers a user: `id`, or a new random one that no user has and no
     /// user folder of the root holds (so a new key never opens somebody's
-    /// files by chance); `key`, or a new random one.
+    /// files by chance); `key`, or a new random one. A removed user may be
+    /// added again: its files are then served with the new key.
     pub fn add(&mut self, id: Option<u32>, key: Option<Key>) -> Result<KeyLine, UsersError> {
         let id = match id {
-            Some(id) if self.keys.contains_key(&id) => return Err(UsersError::Exists(id)),
+            Some(id) if self.has_key(id).is_ok() => return Err(UsersError::Exists(id)),
             Some(id) => id,
             None => self.fresh_id()?,
         };
@@ -240,29 +299,28 @@ impl Registry {
             Some(key) => key,
             None => Key::random().map_err(|e| UsersError::Random(e.to_string()))?,
         };
-        self.keys.insert(id, key.clone());
+        self.keys.insert(id, Some(key.clone()));
         self.save()?;
         Ok(KeyLine { user: id, key })
     }
 
-    /// Gives `id` a new random key. Sessions opened with the old key run
-    /// until they close; new ones need the new key.
+    /// Gives `id` a new random key. Sessions opened with the old key are
+    /// refused from their next request; new ones need the new key.
     pub fn rotate(&mut self, id: u32) -> Result<KeyLine, UsersError> {
-        if !self.keys.contains_key(&id) {
-            return Err(UsersError::Unknown(id));
-        }
+        self.has_key(id)?;
         let key = Key::random().map_err(|e| UsersError::Random(e.to_string()))?;
-        self.keys.insert(id, key.clone());
+        self.keys.insert(id, Some(key.clone()));
         self.save()?;
         Ok(KeyLine { user: id, key })
     }
 
-    /// Removes `id`'s key. Its files stay; without a key the user is served
-    /// in plaintext again, where `--plaintext` allows it.
+    /// Removes `id`'s key. Its files stay, served to nobody (not in
+    /// plaintext either: that would hand them to anyone who names the id)
+    /// until [`add`](Self::add) gives the user a key again; sessions opened
+    /// with the removed key are refused from their next request.
     pub fn remove(&mut self, id: u32) -> Result<(), UsersError> {
-        if self.keys.remove(&id).is_none() {
-            return Err(UsersError::Unknown(id));
-        }
+        self.has_key(id)?;
+        self.keys.insert(id, None);
         self.save()
     }
 
@@ -295,7 +353,10 @@ impl Registry {
         let mut text =
             String::from("# backup-server users: one key line each. Edit with `backup-server user`.\n");
         for (&user, key) in &self.keys {
-            text.push_str(&KeyLine { user, key: key.clone() }.expose());
+            match key {
+                Some(key) => text.push_str(&KeyLine { user, key: key.clone() }.expose()),
+                None => text.push_str(&format!("{REMOVED_PREFIX}{user}")),
+            }
             text.push('\n');
         }
         let written = file.write_all(text.as_bytes()).and_then(|()| file.sync_all());
@@ -325,7 +386,39 @@ mod tests {
         assert_ne!(rotated.key, line.key);
         assert_eq!(users.key(42), Some(rotated.key));
         Registry::edit(root.path()).unwrap().remove(42).unwrap();
-        assert!(!users.is_keyed(42));
+        assert_eq!(users.key(42), None);
+    }
+
+    #[test]
+    fn a_removed_user_is_served_to_nobody_until_it_is_added_again() {
+        let root = tempfile::tempdir().unwrap();
+        let users = Users::new(root.path());
+        Registry::edit(root.path()).unwrap().add(Some(42), None).unwrap();
+        Registry::edit(root.path()).unwrap().remove(42).unwrap();
+        assert!(users.is_keyed(42), "never plaintext again");
+        assert_eq!(users.key(42), None, "no handshake succeeds");
+        let mut registry = Registry::edit(root.path()).unwrap();
+        assert_eq!(registry.users().collect::<Vec<_>>(), [(42, false)]);
+        let err = registry.rotate(42).err().unwrap().to_string();
+        assert!(err.contains("user add --id 42"), "{err}");
+        let line = registry.add(Some(42), None).unwrap();
+        assert_eq!(users.key(42), Some(line.key));
+    }
+
+    #[test]
+    fn a_session_key_stops_being_current_when_rotated_or_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let users = Users::new(root.path());
+        let line = Registry::edit(root.path()).unwrap().add(Some(42), None).unwrap();
+        let session = users.session(42, line.key.clone());
+        assert!(session.session_key_is_current(42));
+        assert!(!session.session_key_is_current(43));
+        Registry::edit(root.path()).unwrap().rotate(42).unwrap();
+        assert!(!session.session_key_is_current(42));
+        let rotated = users.key(42).unwrap();
+        let session = users.session(42, rotated);
+        Registry::edit(root.path()).unwrap().remove(42).unwrap();
+        assert!(!session.session_key_is_current(42));
     }
 
     #[test]

@@ -46,6 +46,8 @@ fn a_factory_key_is_taken_as_given_and_rotate_replaces_it() {
     let again = server(root.path(), &["user", "remove", "1234"]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("user 1234 has no key"));
+    let listed = server(root.path(), &["user", "list"]);
+    assert_eq!(String::from_utf8(listed.stdout).unwrap(), "1234 removed\n", "kept, served to nobody");
 }
 
 #[test]

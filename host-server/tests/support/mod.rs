@@ -289,7 +289,7 @@ pub fn assert_root_is_clean(root: &Path) {
     for entry in std::fs::read_dir(root).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().into_string().unwrap();
-        if name == backup_server::root_lock::LOCK_FILE {
+        if name == backup_server::root_lock::LOCK_FILE || name.starts_with(backup_server::users::USERS_FILE) {
             continue;
         }
         assert!(name.parse::<u32>().is_ok(), "only user folders in the root: {name}");
