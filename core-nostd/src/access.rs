@@ -127,6 +127,10 @@ impl<S: Store, K: KeyedUsers> Store for Guarded<S, K> {
     fn read(&mut self, reader: &mut Self::Reader, buf: &mut [u8]) -> Result<usize, StoreError> {
         self.store.read(reader, buf)
     }
+    // Forwarded, or a guarded plaintext restore would lose `sendfile`.
+    fn zero_copy<'r>(&self, reader: &'r mut Self::Reader) -> Option<&'r mut dyn core::any::Any> {
+        self.store.zero_copy(reader)
+    }
     fn delete(&mut self, user: u32, name: &str) -> Result<(), StoreError> {
         self.admit(user)?;
         self.store.delete(user, name)

@@ -25,7 +25,8 @@ use backup_core::secure::{
     tx_buffer_len,
 };
 use backup_core::wire::{
-    LEGACY_VERSION, MAX_FILE_SIZE, PROTOCOL_VERSION, REQUEST_PREFIX_LEN, RequestView, Response,
+    LEGACY_VERSION, MAX_FILE_SIZE, MAX_REASON_LEN, PROTOCOL_VERSION, REQUEST_PREFIX_LEN,
+    RESPONSE_MIN_HEADER_LEN, RequestView, Response,
 };
 use backup_core::{Config, Dispatcher, SessionEnd, TransportError};
 use rand_core::OsRng;
@@ -42,6 +43,9 @@ use crate::users::Users;
 /// Buffer each connection streams payloads through. Memory per connection is
 /// this plus the read buffer, whatever the file size.
 const DISPATCH_BUF_LEN: usize = 128 * 1024;
+/// Holds any 1003 (its header and a reason of the longest length), sent to
+/// a peer refused before its session; also the drain's scratch then.
+const REFUSAL_LEN: usize = RESPONSE_MIN_HEADER_LEN + MAX_REASON_LEN;
 /// After a session ends early, what the server reads and discards so the
 /// client can still read our last response: at most this many bytes...
 const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
@@ -568,22 +572,25 @@ fn serve(
     let mut conn = Conn::new(stream, config.idle_timeout)?
         .with_min_rate(busy.clone(), config.min_rate)
         .request_from_first_byte();
-    let mut buf = vec![0u8; DISPATCH_BUF_LEN];
+    // The dispatch buffer is allocated once the peer is let in: before
+    // that a refusal and a drain need only this much.
+    let mut scratch = [0u8; REFUSAL_LEN];
     let log = RequestLog { peer, busy, started: VecDeque::new() };
     let prefix = conn.peek(REQUEST_PREFIX_LEN)?;
     if let Ok(hello) = <&[u8; HELLO_LEN]>::try_from(prefix) {
         if let Ok(hello) = Hello::parse(hello) {
-            return serve_secure(conn, hello.user_id, buf, store, config, shared, log);
+            return serve_secure(conn, hello.user_id, store, config, shared, log);
         }
     }
     let version = RequestView::new_unchecked(prefix).version();
     if !config.plaintext.serves(peer.ip()) && !prefix.is_empty() {
         log::info!("{peer}: plaintext session refused (--plaintext {:?})", config.plaintext);
         let reply = version.clamp(LEGACY_VERSION, PROTOCOL_VERSION);
-        send_refusal(&mut conn, &mut buf, peer, reply, REASON_PLAINTEXT_REFUSED);
-        finish(conn, &mut buf, peer, true);
+        send_refusal(&mut conn, &mut scratch, peer, reply, REASON_PLAINTEXT_REFUSED);
+        finish(conn, &mut scratch, peer, true);
         return Ok(());
     }
+    let mut buf = vec![0u8; DISPATCH_BUF_LEN];
     let store = Guarded::new(store, &shared.users, SessionAccess::Plaintext);
     let core_config =
         Config { max_file_size: config.max_file_size, version: PROTOCOL_VERSION, group_commit: true };
@@ -603,17 +610,17 @@ fn serve(
 fn serve_secure(
     mut conn: Conn,
     user: u32,
-    mut buf: Vec<u8>,
     store: FsStore,
     config: &ServerConfig,
     shared: &Shared,
     log: RequestLog,
 ) -> io::Result<()> {
     let peer = log.peer;
+    let mut scratch = [0u8; REFUSAL_LEN];
     let Some(attempt) = shared.auth_limit.attempt(peer.ip(), Instant::now()) else {
         log::debug!("{peer}: handshake refused: too many failed handshakes from this address");
-        send_refusal(&mut conn, &mut buf, peer, SECURE_VERSION, REASON_TOO_MANY_FAILURES);
-        finish(conn, &mut buf, peer, true);
+        send_refusal(&mut conn, &mut scratch, peer, SECURE_VERSION, REASON_TOO_MANY_FAILURES);
+        finish(conn, &mut scratch, peer, true);
         return Ok(());
     };
     let rx = vec![0u8; rx_buffer_len(RECORD_LEN)];
@@ -633,12 +640,12 @@ fn serve_secure(
         // Every failure counts against the address when `attempt` drops.
         Err(SecureError::Handshake(HandshakeError::AuthenticationFailed)) => {
             log::info!("{peer} user={user} op=hello status=1003 reason=\"authentication failed\"");
-            finish(conn, &mut buf, peer, true);
+            finish(conn, &mut scratch, peer, true);
             return Ok(());
         }
         Err(e) => {
             log::info!("{peer}: handshake failed: {e}");
-            finish(conn, &mut buf, peer, false);
+            finish(conn, &mut scratch, peer, false);
             return Ok(());
         }
     };
@@ -650,6 +657,7 @@ fn serve_secure(
     let Some(key) = used.take() else {
         return Err(io::Error::other("a handshake succeeded without a key"));
     };
+    let mut buf = vec![0u8; DISPATCH_BUF_LEN];
     let store = Guarded::new(store, shared.users.session(user, key), SessionAccess::Authenticated(user));
     let core_config =
         Config { max_file_size: config.max_file_size, version: SECURE_VERSION, group_commit: true };
@@ -668,7 +676,7 @@ fn serve_secure(
 /// Sends a 1003 before any session: a refused plaintext peer, or an address
 /// refused handshakes.
 fn send_refusal(conn: &mut Conn, buf: &mut [u8], peer: SocketAddr, version: u8, reason: &str) {
-    // The dispatch buffer holds any header with a 255-byte reason.
+    // `REFUSAL_LEN` holds any header with a 255-byte reason.
     let n = Response::emit_error(version, reason, buf).unwrap_or(0);
     if let Err(e) = embedded_io::Write::write_all(conn, &buf[..n]) {
         log::debug!("{peer}: the refusal could not be sent: {e}");
