@@ -68,6 +68,14 @@ fn read_key_file(path: &Path, required: bool) -> Result<Option<KeyLine>, String>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
         Err(e) => return Err(format!("cannot read the key file {}: {e}", path.display())),
     };
+    let me = rustix::process::geteuid().as_raw();
+    if std::os::unix::fs::MetadataExt::uid(&meta) != me {
+        // Whoever owns it can change it to a key of their choosing.
+        return Err(format!(
+            "the key file {} belongs to another user; use a key file of your own (uid {me}), chmod 600",
+            path.display()
+        ));
+    }
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(format!(
             "the key file {} can be read by other users; make it yours alone with: chmod 600 {}",
@@ -94,7 +102,11 @@ pub fn read_line(input: &mut dyn BufRead) -> Result<KeyLine, String> {
 pub fn save(path: &Path, line: &KeyLine) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("cannot save the key to {}: {e}", path.display());
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(fail)?;
+    // Owner-only, as the key in it: a folder others can list tells them
+    // whose key is saved where, and one they can write lets them swap it.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)
+        .map_err(fail)?;
     // tempfile creates its files owner-only (0600).
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
     let mut text = line.expose();
@@ -135,6 +147,19 @@ mod tests {
         assert_eq!(load(None, env, Some(&saved)).unwrap().unwrap().0.user, 2);
         assert_eq!(load(None, None, Some(&saved)).unwrap().unwrap().0.user, 3);
         assert!(load(None, None, Some(&dir.path().join("none"))).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_key_file_another_user_owns_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        save(&path, &line(1)).unwrap();
+        // Only root can give a file away; elsewhere the check has nothing to see.
+        if std::os::unix::fs::chown(&path, Some(54321), None).is_err() {
+            return;
+        }
+        let err = load(Some(&path), None, None).unwrap_err();
+        assert!(err.contains("belongs to another user"), "{err}");
     }
 
     #[test]

@@ -60,11 +60,23 @@ pub fn open(tcp: TcpConn, key: &KeyLine) -> io::Result<SecureConn> {
     let keep = |r: &[u8]| reason = String::from_utf8_lossy(&r[..r.len().min(MAX_REASON_LEN)]).into_owned();
     client_handshake_with_reason(tcp, key.user, key.key.bytes(), &mut OsRng, rx, tx, keep).map_err(
         |e| match e {
+            // An old server that closes on the HELLO with message 1 unread
+            // resets the connection rather than closing it.
+            SecureError::Io(e) if is_hang_up(&e) => {
+                io::Error::new(io::ErrorKind::PermissionDenied, HandshakeFailure::Closed)
+            }
             SecureError::Io(e) => e,
             SecureError::Closed => io::Error::new(io::ErrorKind::PermissionDenied, HandshakeFailure::Closed),
             SecureError::Handshake(e) => handshake_error(e, &reason),
             other => flat(other),
         },
+    )
+}
+
+fn is_hang_up(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe
     )
 }
 

@@ -29,6 +29,18 @@ impl RealServer {
     }
 }
 
+impl RealServer {
+    /// The server's storage root (where `backup-server user` keeps keys).
+    pub fn root(&self) -> &std::path::Path {
+        self._root.path()
+    }
+
+    /// Registers `user` with a new key and returns its key line.
+    pub fn add_user(&self, user: u32) -> String {
+        backup_server::users::Registry::edit(self.root()).unwrap().add(Some(user), None).unwrap().expose()
+    }
+}
+
 impl Drop for RealServer {
     fn drop(&mut self) {
         self.handle.shutdown();
