@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 
 use backup_core::wire::{MAX_FILE_SIZE, validate_name};
 use backup_core::{Client, ClientError};
-use write_behind::WriteBehind;
 
 use crate::failure::{Context, Failure};
 use crate::finisher::{self, Finisher, Placement, Restored};
 use crate::framing::FramedConnector;
 use crate::progress::{Mode, Progress, ProgressReader, ProgressWriter};
+use crate::restore_sink::RestoreSink;
 use crate::source::Snapshot;
 
 /// A line on stdout. Output piped into a program that stops reading
@@ -316,7 +316,7 @@ struct Targets<'a> {
 }
 
 impl<'a> backup_core::RestoreBatch for Targets<'a> {
-    type Writer = ProgressWriter<'a, WriteBehind<tempfile::NamedTempFile>>;
+    type Writer = ProgressWriter<'a, RestoreSink<tempfile::NamedTempFile>>;
 
     fn name(&mut self, index: usize) -> &str {
         self.files.get(index).map_or("", |(name, _)| name.as_str())
@@ -326,13 +326,13 @@ impl<'a> backup_core::RestoreBatch for Targets<'a> {
         let target = self.files.get(index).map(|(_, t)| t.as_path()).unwrap_or(Path::new("."));
         self.progress.add_total(u64::from(size));
         let temp = crate::restore_temp::create(finisher::parent(target))?;
-        Ok(ProgressWriter { inner: WriteBehind::new(temp), progress: self.progress })
+        Ok(ProgressWriter { inner: RestoreSink::new(temp, Some(u64::from(size))), progress: self.progress })
     }
 
     fn finish(&mut self, index: usize, writer: Self::Writer) -> std::io::Result<()> {
         let Some((name, target)) = self.files.get(index) else { return Ok(()) };
         let size = writer.inner.written();
-        let temp = writer.inner.into_inner();
+        let temp = writer.inner.finish()?;
         self.finisher.submit(Restored { index, name: name.clone(), temp, target: target.clone(), size })
     }
 }
@@ -382,11 +382,18 @@ fn restore_to(s: &mut Session<'_>, name: &str, target: &Path, how: Placement) ->
     let temp = crate::restore_temp::create(dir)
         .map_err(|e| Failure::local(format!("{doing}: cannot write in {}: {e}", dir.display())))?;
     let progress = Progress::start(s.mode, name, 0);
-    let mut sink = ProgressWriter { inner: WriteBehind::new(temp.as_file()), progress: &progress };
+    // A handle of its own for the writer, which may be a thread's.
+    let file = temp
+        .as_file()
+        .try_clone()
+        .map_err(|e| Failure::local(format!("{doing}: cannot write in {}: {e}", dir.display())))?;
+    let mut sink = ProgressWriter { inner: RestoreSink::new(file, None), progress: &progress };
     let result = s.client.restore(name, &mut sink, |size| progress.set_total(u64::from(size)));
+    let written = sink.inner.finish();
     progress.finish();
     // On failure the temporary file is removed and the target untouched.
     let size = result.map_err(|e| s.explain(doing.clone(), e))?;
+    written.map_err(|e| Failure::local(format!("{doing}: cannot write {}: {e}", temp.path().display())))?;
     finisher::place(temp, target, how).map_err(|e| Failure::local(format!("{doing}: {e}")))?;
     if how.sync {
         finisher::sync_folder(dir)

@@ -10,6 +10,7 @@ pub mod finisher;
 pub mod framing;
 pub mod identity;
 pub mod progress;
+pub mod restore_sink;
 pub mod restore_temp;
 pub mod secure_conn;
 pub mod source;

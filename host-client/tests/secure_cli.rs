@@ -13,18 +13,6 @@ mod support;
 
 use support::*;
 
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Writes `line` to an owner-only key file in `work`.
 fn key_file(work: &Workdir, name: &str, line: &str) -> String {
     let path = work.write(name, format!("{line}\n").as_bytes());
@@ -56,30 +44,7 @@ fn every_subcommand_in_an_authenticated_session_with_files_up_to_64_mib() {
     assert_eq!(stdout(&out).trim(), "5001", "the key line names the user");
     assert_exit(&work.client(&[&s[..], &["list"]].concat()), 4);
 
-    let sizes = [0usize, 1, 1000, 1 << 20, 64 << 20];
-    let files: Vec<(String, Vec<u8>)> =
-        sizes.iter().enumerate().map(|(i, &n)| (format!("file-{n}.bin"), pattern(n, i as u64))).collect();
-    let paths: Vec<String> = files
-        .iter()
-        .map(|(name, data)| work.write(&format!("src/{name}"), data).display().to_string())
-        .collect();
-    let mut args: Vec<&str> = [&s[..], &["backup"]].concat();
-    args.extend(paths.iter().map(String::as_str));
-    assert_exit(&work.client(&args), 0);
-
-    let out = work.client(&[&s[..], &["list"]].concat());
-    assert_exit(&out, 0);
-    let mut names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-    names.sort_unstable();
-    assert_eq!(stdout(&out).lines().collect::<Vec<_>>(), names);
-
-    std::fs::create_dir(work.path("out")).unwrap();
-    let mut args: Vec<&str> = [&s[..], &["restore", "-o", "out"]].concat();
-    args.extend(files.iter().map(|(name, _)| name.as_str()));
-    assert_exit(&work.client(&args), 0);
-    for (name, data) in &files {
-        assert!(std::fs::read(work.path(&format!("out/{name}"))).unwrap() == *data, "{name} byte for byte");
-    }
+    back_up_list_and_restore_files_up_to_64_mib(&work, &s);
     assert_exit(&work.client(&[&s[..], &["delete", "file-0.bin", "file-1.bin"]].concat()), 0);
     let out = work.client(&[&s[..], &["list"]].concat());
     assert_eq!(stdout(&out).lines().count(), 3);

@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use write_behind::{Offloaded, WriteBehind};
 
-/// Uploads at least this big get a writer thread: smaller ones fit in its
-/// buffers whole, so there is nothing to overlap.
-pub const OFFLOAD_MIN: u32 = (write_behind::CHUNK * write_behind::BUFFERS) as u32;
+/// Uploads at least this big get a writer thread ([`write_behind::OFFLOAD_MIN`]).
+pub const OFFLOAD_MIN: u32 = write_behind::OFFLOAD_MIN as u32;
 /// Uploads with a writer thread at once, server-wide: each holds 1 MiB of
 /// buffers and a thread, so the server holds at most 32 MiB and 32 threads
 /// more; later big uploads are written inline, as before.

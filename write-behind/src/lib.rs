@@ -22,7 +22,7 @@ use std::io::{self, Write};
 use std::os::fd::AsFd;
 
 mod offload;
-pub use offload::{BUFFERS, CHUNK, Offloaded};
+pub use offload::{BUFFERS, CHUNK, OFFLOAD_MIN, Offloaded};
 
 /// Bytes between two pieces of advice: large enough that the system calls
 /// cost nothing next to the writes, small enough to keep the disk busy from

@@ -30,6 +30,9 @@ pub const CHUNK: usize = 256 * 1024;
 /// written, so the writer has the next chunk ready when it finishes one.
 /// (1 MiB in all per transfer.)
 pub const BUFFERS: usize = 4;
+/// Transfers at least this big are worth a writer thread: smaller ones fit
+/// in its buffers whole, so there is nothing to overlap.
+pub const OFFLOAD_MIN: u64 = (CHUNK * BUFFERS) as u64;
 
 /// A writer whose writes are made by a thread of its own; see the module
 /// docs. Call [`finish`](Offloaded::finish) to wait for every byte to reach

@@ -113,3 +113,50 @@ pub fn stderr(out: &Output) -> String {
 pub fn assert_exit(out: &Output, code: i32) {
     assert_eq!(out.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(out), stderr(out));
 }
+
+/// Deterministic bytes of `len`, different for each `seed` (xorshift).
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Backs up files of 0 B to 64 MiB in one command with `base` arguments
+/// (server, user or key), lists them and restores them byte for byte; the
+/// files' names.
+pub fn back_up_list_and_restore_files_up_to_64_mib(work: &Workdir, base: &[&str]) -> Vec<String> {
+    let sizes = [0usize, 1, 1000, 1 << 20, 64 << 20];
+    let files: Vec<(String, Vec<u8>)> =
+        sizes.iter().enumerate().map(|(i, &n)| (format!("file-{n}.bin"), pattern(n, i as u64))).collect();
+    let paths: Vec<String> = files
+        .iter()
+        .map(|(name, data)| work.write(&format!("src/{name}"), data).display().to_string())
+        .collect();
+    let mut args: Vec<&str> = [base, &["backup"]].concat();
+    args.extend(paths.iter().map(String::as_str));
+    assert_exit(&work.client(&args), 0);
+
+    let out = work.client(&[base, &["list"]].concat());
+    assert_exit(&out, 0);
+    let mut names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(stdout(&out).lines().collect::<Vec<_>>(), names);
+
+    std::fs::create_dir(work.path("out")).unwrap();
+    let mut args: Vec<&str> = [base, &["restore", "-o", "out"]].concat();
+    args.extend(files.iter().map(|(name, _)| name.as_str()));
+    assert_exit(&work.client(&args), 0);
+    for (name, data) in &files {
+        assert!(
+            std::fs::read(work.path(&format!("out/{name}"))).unwrap() == *data,
+            "{name} restored byte for byte"
+        );
+    }
+    files.into_iter().map(|(name, _)| name).collect()
+}
