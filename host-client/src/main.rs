@@ -16,7 +16,7 @@ use backup_client::transport::TcpConnector;
 use backup_core::Client;
 use backup_core::secure::SECURE_VERSION;
 use backup_core::wire::{DEFAULT_PORT, MIN_USER_ID};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use host_common::key_line::KeyLine;
 
 /// Transfers stream through this buffer; memory does not grow with file size.
@@ -169,6 +169,17 @@ enum Command {
         /// The key line, backup-key:<user id>:<64 hex digits>.
         keyline: Option<String>,
     },
+    /// Print the completion script for a shell.
+    #[command(
+        after_long_help = "Example:\n  backup-client completions bash > ~/.local/share/bash-completion/completions/backup-client"
+    )]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), for packages.
+    #[command(hide = true)]
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -242,6 +253,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
     // as such, before any configuration or network is involved.
     let prepared = match &cli.command {
         Command::Login { keyline } => return login(keyline.as_deref()),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "backup-client", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man => {
+            return clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| Failure::local(format!("cannot print the manual page: {e}")));
+        }
         Command::Whoami => {
             commands::out(format_args!("{}", user_id(cli.user, key(&cli)?.as_ref())?));
             return Ok(());

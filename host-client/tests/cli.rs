@@ -300,3 +300,16 @@ fn help_has_examples_for_every_subcommand() {
         assert!(stdout(&out).contains("Example"), "{sub} --help shows examples");
     }
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_binary() {
+    let work = Workdir::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = work.client(&["completions", shell]);
+        assert_exit(&out, 0);
+        assert!(stdout(&out).contains("backup-client"), "completions {shell}");
+    }
+    let man = work.client(&["man"]);
+    assert_exit(&man, 0);
+    assert!(stdout(&man).contains(".TH backup-client"), "{}", stdout(&man));
+}

@@ -73,6 +73,8 @@ struct Inner {
     syncs: SyncPool,
     /// Uploads being written by a thread of their own.
     offloaded: Arc<AtomicUsize>,
+    /// Where group commits are counted, once the server says.
+    metrics: std::sync::OnceLock<crate::metrics::Metrics>,
     /// No other server uses this root while we do.
     _lock: RootLock,
 }
@@ -177,6 +179,9 @@ impl FsStore {
         let synced = self.sync_data_all(&pending);
         let mut last = Ok(());
         let count = pending.len();
+        if let (Some(metrics), true) = (self.inner.metrics.get(), count > 0) {
+            metrics.group_commit(count);
+        }
         for (i, (upload, synced)) in pending.into_iter().zip(synced).enumerate() {
             // An upload whose data did not sync is dropped: its temporary
             // file is removed and the previous version stays.
@@ -276,6 +281,7 @@ impl FsStore {
                 commits: CommitGate::new(COMMIT_SLOTS),
                 syncs: SyncPool::start(if options.durable { SYNC_THREADS } else { 0 }),
                 offloaded: Arc::new(AtomicUsize::new(0)),
+                metrics: std::sync::OnceLock::new(),
                 _lock: lock,
             }),
         };
@@ -284,6 +290,12 @@ impl FsStore {
             log::info!("removed {removed} temporary files left by an interrupted run");
         }
         Ok(store)
+    }
+
+    /// Counts this store's group commits in `metrics` (the first call wins;
+    /// clones of the store share it).
+    pub fn report_to(&self, metrics: crate::metrics::Metrics) {
+        let _ = self.inner.metrics.set(metrics);
     }
 
     /// The storage root.

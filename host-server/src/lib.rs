@@ -8,11 +8,14 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 pub mod auth_limit;
 pub mod commit_gate;
+pub mod config_file;
 pub mod conn;
 pub mod fs_store;
 pub mod ip_key;
 pub mod linger;
 pub mod listing;
+pub mod log_format;
+pub mod metrics;
 pub mod plaintext;
 pub mod quota;
 pub mod rate;

@@ -1,18 +1,21 @@
 //! `backup-server`: serves backups over TCP into a folder.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use backup_core::wire::{MAX_FILE_SIZE, MIN_USER_ID};
+use backup_server::config_file::{self, DEFAULT_CONFIG};
+use backup_server::log_format::{self, LogFormat};
 use backup_server::plaintext::Plaintext;
 use backup_server::users::Registry;
 use backup_server::{
     DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MIN_RATE, DEFAULT_ROOT, Server, ServerConfig,
 };
 use bytesize::ByteSize;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use host_common::key_line::Key;
 
 /// Backup server: stores each user's files under ROOT/<user id>/<name>.
@@ -23,11 +26,21 @@ use host_common::key_line::Key;
 #[derive(Debug, Parser)]
 #[command(
     version,
-    after_help = "Examples:\n  backup-server\n  backup-server --listen '[::]:7373' --root /srv/backup --quota 10GiB\n  backup-server --root /srv/backup user add"
+    after_help = "Examples:\n  backup-server\n  backup-server --listen '[::]:7373' --root /srv/backup --quota 10GiB\n  backup-server --root /srv/backup user add\n  backup-server --config /etc/backup-server/config.toml",
+    // A flag given again replaces the earlier one: how the command line
+    // beats the configuration file's arguments, which come first.
+    args_override_self = true
 )]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
+
+    /// Configuration file: every flag below, by its long name, in TOML
+    /// (`max-connections = 256`). Flags beat environment variables, which
+    /// beat the file, which beats the defaults. Default: /etc/backup-server/config.toml
+    /// if it exists.
+    #[arg(long, global = true, env = "BACKUP_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 
     /// Address and port to listen on (IPv4 or [IPv6]).
     #[arg(long, env = "BACKUP_LISTEN", default_value_t = DEFAULT_LISTEN)]
@@ -94,9 +107,23 @@ struct Args {
     #[arg(long, env = "BACKUP_PLAINTEXT", value_enum, default_value_t = Plaintext::Loopback)]
     plaintext: Plaintext,
 
+    /// Serve Prometheus metrics (GET /metrics) on this address: requests by
+    /// operation and status, bytes, durations, connections, refusals,
+    /// failed handshakes, group-commit sizes. Off unless given; it shows
+    /// request counts to whoever can reach it, so keep it on loopback or a
+    /// private network.
+    #[arg(long, env = "BACKUP_METRICS", value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
+
     /// Log level: error, warn, info (one line per request), debug or trace.
     #[arg(long, env = "BACKUP_LOG_LEVEL", default_value = "info")]
     log_level: log::LevelFilter,
+
+    /// Log lines as text, or as one JSON object each (a request's with the
+    /// fields of its text line: peer, user, op, name, status, bytes, time,
+    /// reason).
+    #[arg(long, env = "BACKUP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 
     /// UNSAFE: acknowledge backups without syncing them to disk. A power
     /// failure can then lose acknowledged backups. Only for benchmarks
@@ -112,6 +139,17 @@ enum Command {
     /// storage root's registry. Running servers see changes at once.
     #[command(subcommand)]
     User(UserCommand),
+    /// Print a configuration file that sets nothing: every key, commented
+    /// out, with its help and default.
+    ConfigTemplate,
+    /// Print the completion script for a shell.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), for packages.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,12 +257,53 @@ fn say(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
+/// The command line with the configuration file's flags in front; exits
+/// with clap's message on a bad flag and with ours on a bad file.
+fn parse_args() -> Result<Args, String> {
+    let raw: Vec<OsString> = std::env::args_os().collect();
+    let first = Args::parse_from(&raw);
+    let path = match first.config.clone() {
+        Some(path) => path,
+        None if Path::new(DEFAULT_CONFIG).exists() => PathBuf::from(DEFAULT_CONFIG),
+        None => return Ok(first),
+    };
+    let from_file = config_file::read(&Args::command(), &path, |name| std::env::var_os(name).is_some())
+        .map_err(|e| e.to_string())?;
+    let mut argv = raw.into_iter();
+    let all: Vec<OsString> = argv.next().into_iter().chain(from_file).chain(argv).collect();
+    Ok(Args::parse_from(all))
+}
+
 fn main() -> ExitCode {
-    let mut args = Args::parse();
-    if let Some(Command::User(command)) = args.command.take() {
-        return user_command(&args.root, command);
+    let mut args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("backup-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.command.take() {
+        Some(Command::User(command)) => return user_command(&args.root, command),
+        Some(Command::ConfigTemplate) => {
+            print!("{}", config_file::template(&Args::command()));
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Args::command(), "backup-server", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Man) => {
+            return match clap_mangen::Man::new(Args::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("backup-server: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
-    env_logger::Builder::new().filter_level(args.log_level).format_target(false).init();
+    log_format::init(args.log_level, args.log_format);
     let config = ServerConfig {
         max_connections: args.max_connections as usize,
         max_connections_per_ip: args.max_connections_per_ip as usize,
@@ -236,6 +315,8 @@ fn main() -> ExitCode {
         durable: !args.unsafe_no_fsync,
         listen_block: args.listen_block,
         plaintext: args.plaintext,
+        metrics: args.metrics,
+        log_format: args.log_format,
         ..ServerConfig::new(args.listen, args.root)
     };
     raise_fd_limit();
@@ -253,13 +334,23 @@ fn main() -> ExitCode {
     }
     let addr = server.local_addr().map_or_else(|_| args.listen.to_string(), |a| a.to_string());
     say(&format!("backup-server listening on {addr}, storing in {}", server.root().display()));
+    if let Some(metrics) = server.metrics_addr() {
+        say(&format!("backup-server serving metrics on http://{metrics}/metrics"));
+    }
     if let Some(block) = server.block_addr() {
         say(&format!("backup-server listening for block-framed clients on {block}"));
     }
     if args.unsafe_no_fsync {
         say("WARNING: --unsafe-no-fsync: acknowledged backups may be lost on power failure");
     }
-    match server.run() {
+    // Under systemd (Type=notify): ready now that the listeners are bound.
+    // Without NOTIFY_SOCKET this does nothing.
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        log::warn!("cannot tell systemd the server is ready: {e}");
+    }
+    let served = server.run();
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    match served {
         Ok(()) => {
             say("backup-server stopped");
             ExitCode::SUCCESS

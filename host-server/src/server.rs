@@ -37,6 +37,8 @@ use crate::conn::Conn;
 use crate::fs_store::{FsStore, StoreOptions};
 use crate::ip_key::IpKey;
 use crate::linger::Linger;
+use crate::log_format::{LogFormat, REQUEST_TARGET, RequestLine};
+use crate::metrics::Metrics;
 use crate::plaintext::Plaintext;
 use crate::users::Users;
 
@@ -107,6 +109,10 @@ pub struct ServerConfig {
     pub durable: bool,
     /// Which peers may use the unauthenticated versions 1 and 2.
     pub plaintext: Plaintext,
+    /// Where to serve `GET /metrics` (Prometheus); off if `None`.
+    pub metrics: Option<SocketAddr>,
+    /// How per-request log lines are written.
+    pub log_format: LogFormat,
 }
 
 impl ServerConfig {
@@ -125,6 +131,8 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             durable: true,
             plaintext: Plaintext::default(),
+            metrics: None,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -149,6 +157,8 @@ struct Shared {
     users: Users,
     /// Failed handshakes per address.
     auth_limit: AuthLimit,
+    /// What is counted for `--metrics`.
+    metrics: Metrics,
 }
 
 impl Shared {
@@ -224,6 +234,7 @@ pub struct Server {
     /// before it says it is listening (and a test counting its threads
     /// counts this one too).
     linger: Linger,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Server {
@@ -263,9 +274,25 @@ impl Server {
             per_ip: Mutex::new(HashMap::new()),
             users: Users::new(store.root()),
             auth_limit: AuthLimit::new(),
+            metrics: Metrics::new(),
         });
+        store.report_to(shared.metrics.clone());
+        let metrics_addr = match config.metrics {
+            None => None,
+            Some(addr) => Some(
+                shared
+                    .metrics
+                    .serve(addr)
+                    .map_err(|e| io::Error::new(e.kind(), format!("cannot serve metrics on {addr}: {e}")))?,
+            ),
+        };
         let linger = Linger::start()?;
-        Ok(Server { listener, block_listener, store, config, shared, linger })
+        Ok(Server { listener, block_listener, store, config, shared, linger, metrics_addr })
+    }
+
+    /// Where `GET /metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The address actually bound (with the real port when asked for port 0).
@@ -345,6 +372,7 @@ impl Server {
                     "too many connections from your address (the limit is {per_ip}); \
                      close one, then try again"
                 );
+                self.shared.metrics.refused("too many connections from one address");
                 refuse(linger, stream, peer, &reason);
                 continue;
             };
@@ -354,6 +382,7 @@ impl Server {
                      serving the others. Raise the task limit (ulimit -u, systemd TasksMax, the \
                      cgroup's pids.max) or lower --max-connections"
                 );
+                self.shared.metrics.refused("out of threads");
                 refuse(linger, stream, peer, "the server is out of threads; try again later");
                 continue;
             }
@@ -497,6 +526,8 @@ impl Drop for Pool {
 struct RequestLog {
     peer: SocketAddr,
     busy: Arc<AtomicBool>,
+    metrics: Metrics,
+    log_format: LogFormat,
     /// When each unfinished request started, oldest first. Requests finish
     /// in the order they started, but a group-committed backup finishes
     /// (its 212 or 1003 goes out) only after the requests behind it began.
@@ -512,17 +543,21 @@ impl Observer for RequestLog {
     fn request_finished(&mut self, o: &Outcome<'_>) {
         let started = self.started.pop_front();
         self.busy.store(!self.started.is_empty(), Ordering::SeqCst);
-        let status = o.status.map_or_else(|| "-".to_string(), |s| s.code().to_string());
-        let reason = o.reason.map(|r| format!(" reason={r:?}")).unwrap_or_default();
-        log::info!(
-            "{} user={} op={} name={:?} status={status} bytes={} time={:.1?}{reason}",
-            self.peer,
-            o.user_id,
-            o.op.as_str(),
-            o.name,
-            o.bytes,
-            started.map(|t| t.elapsed()).unwrap_or_default()
-        );
+        let took = started.map(|t| t.elapsed()).unwrap_or_default();
+        self.metrics.request(o.op.as_str(), o.status.map(|s| s.code()), o.bytes, took, o.reason);
+        if log::log_enabled!(target: REQUEST_TARGET, log::Level::Info) {
+            let line = RequestLine {
+                peer: self.peer,
+                user: o.user_id,
+                op: o.op.as_str(),
+                name: o.name,
+                status: o.status.map(|s| s.code()),
+                bytes: o.bytes,
+                time: took,
+                reason: o.reason,
+            };
+            log::info!(target: REQUEST_TARGET, "{}", line.render(self.log_format));
+        }
     }
 }
 
@@ -546,6 +581,7 @@ fn serve_connection(
         }
     }
     if !shared.stopping.load(Ordering::SeqCst) {
+        let _open = shared.metrics.connection();
         let served = if block {
             serve_block(stream, peer, store, config, shared, busy)
         } else {
@@ -575,7 +611,13 @@ fn serve(
     // The dispatch buffer is allocated once the peer is let in: before
     // that a refusal and a drain need only this much.
     let mut scratch = [0u8; REFUSAL_LEN];
-    let log = RequestLog { peer, busy, started: VecDeque::new() };
+    let log = RequestLog {
+        peer,
+        busy,
+        metrics: shared.metrics.clone(),
+        log_format: config.log_format,
+        started: VecDeque::new(),
+    };
     let prefix = conn.peek(REQUEST_PREFIX_LEN)?;
     if let Ok(hello) = <&[u8; HELLO_LEN]>::try_from(prefix) {
         if let Ok(hello) = Hello::parse(hello) {
@@ -585,6 +627,7 @@ fn serve(
     let version = RequestView::new_unchecked(prefix).version();
     if !config.plaintext.serves(peer.ip()) && !prefix.is_empty() {
         log::info!("{peer}: plaintext session refused (--plaintext {:?})", config.plaintext);
+        shared.metrics.refused("plaintext refused");
         let reply = version.clamp(LEGACY_VERSION, PROTOCOL_VERSION);
         send_refusal(&mut conn, &mut scratch, peer, reply, REASON_PLAINTEXT_REFUSED);
         finish(conn, &mut scratch, peer, true);
@@ -619,6 +662,7 @@ fn serve_secure(
     let mut scratch = [0u8; REFUSAL_LEN];
     let Some(attempt) = shared.auth_limit.attempt(peer.ip(), Instant::now()) else {
         log::debug!("{peer}: handshake refused: too many failed handshakes from this address");
+        shared.metrics.refused("too many failed handshakes");
         send_refusal(&mut conn, &mut scratch, peer, SECURE_VERSION, REASON_TOO_MANY_FAILURES);
         finish(conn, &mut scratch, peer, true);
         return Ok(());
@@ -639,11 +683,13 @@ fn serve_secure(
         Ok(secure) => secure,
         // Every failure counts against the address when `attempt` drops.
         Err(SecureError::Handshake(HandshakeError::AuthenticationFailed)) => {
+            shared.metrics.handshake_failed();
             log::info!("{peer} user={user} op=hello status=1003 reason=\"authentication failed\"");
             finish(conn, &mut scratch, peer, true);
             return Ok(());
         }
         Err(e) => {
+            shared.metrics.handshake_failed();
             log::info!("{peer}: handshake failed: {e}");
             finish(conn, &mut scratch, peer, false);
             return Ok(());
@@ -756,6 +802,7 @@ fn serve_block(
     // Block framing is version 1: plaintext.
     if !config.plaintext.serves(peer.ip()) {
         log::info!("{peer}: plaintext block session refused (--plaintext {:?})", config.plaintext);
+        shared.metrics.refused("plaintext refused");
         if let Err(e) = conn.refuse(REASON_PLAINTEXT_REFUSED) {
             log::debug!("{peer}: the refusal could not be sent: {e}");
         }
@@ -769,7 +816,13 @@ fn serve_block(
         Config { max_file_size: config.max_file_size, version: LEGACY_VERSION, group_commit: false };
     let mut dispatcher = Dispatcher::new(store, &mut buf, core_config)
         .map_err(|_| io::Error::other("dispatch buffer too small"))?;
-    let mut log = RequestLog { peer, busy, started: VecDeque::new() };
+    let mut log = RequestLog {
+        peer,
+        busy,
+        metrics: shared.metrics.clone(),
+        log_format: config.log_format,
+        started: VecDeque::new(),
+    };
     let end = dispatcher.serve(&mut conn, &mut log);
     drop(dispatcher);
     // What the dispatcher never saw whole gets its 1003 here: a framing

@@ -350,6 +350,20 @@ impl Registry {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&temp)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", temp.display())))?;
+        // `sudo backup-server user add` on a root that the service's own
+        // user owns (a systemd DynamicUser's state folder, say) must leave a
+        // registry that user can read: the file takes the root's owner.
+        let owner = std::fs::metadata(&self.root)?;
+        if rustix::process::geteuid().is_root() && owner.uid() != 0 {
+            let (uid, gid) = (owner.uid(), owner.gid());
+            let ids = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+            rustix::fs::fchown(&file, Some(ids.0), Some(ids.1)).map_err(|e| {
+                io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("cannot give {} to uid {uid}", temp.display()),
+                )
+            })?;
+        }
         let mut text =
             String::from("# backup-server users: one key line each. Edit with `backup-server user`.\n");
         for (&user, key) in &self.keys {
@@ -419,6 +433,18 @@ mod tests {
         let session = users.session(42, rotated);
         Registry::edit(root.path()).unwrap().remove(42).unwrap();
         assert!(!session.session_key_is_current(42));
+    }
+
+    #[test]
+    fn root_editing_a_root_another_user_owns_leaves_the_registry_to_that_user() {
+        let root = tempfile::tempdir().unwrap();
+        // Only root can give a folder away; elsewhere there is nothing to see.
+        if std::os::unix::fs::chown(root.path(), Some(54321), Some(54321)).is_err() {
+            return;
+        }
+        Registry::edit(root.path()).unwrap().add(None, None).unwrap();
+        let meta = std::fs::metadata(root.path().join(USERS_FILE)).unwrap();
+        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (54321, 54321, 0o600));
     }
 
     #[test]
