@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
 cargo build --release --locked -p backup-server -p backup-client
 
-assets=target/deb-assets
+assets=target/release/deb-assets
 rm -rf "$assets"
 mkdir -p "$assets"
 for bin in backup-server backup-client; do

@@ -57,12 +57,12 @@ man -w backup-server >/dev/null 2>&1 || [ -f /usr/share/man/man1/backup-server.1
 echo "== the installed server, with the installed configuration"
 # The configuration's storage root is the unit's state folder.
 grep -qx 'root = "/var/lib/backup-server"' /etc/backup-server/config.toml || fail "no root in the conffile"
-/usr/bin/backup-server --config /etc/backup-server/config.toml --listen 127.0.0.1:0 >"$work/out" 2>"$work/err" &
+/usr/bin/backup-server --config /etc/backup-server/config.toml --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
-for _ in $(seq 100); do grep -q listening "$work/out" && break; sleep 0.1; done
-addr=$(sed -n 's/^backup-server listening on \([^,]*\),.*/\1/p' "$work/out")
-[ -n "$addr" ] || fail "the server did not start: $(cat "$work/err")"
-grep -q "storing in /var/lib/backup-server" "$work/out" || fail "not storing in the state folder: $(cat "$work/out")"
+for _ in $(seq 100); do grep -q listening "$work/server.out" && break; sleep 0.1; done
+addr=$(sed -n 's/^backup-server listening on \([^,]*\),.*/\1/p' "$work/server.out")
+[ -n "$addr" ] || fail "the server did not start: $(cat "$work/server.err")"
+grep -q "storing in /var/lib/backup-server" "$work/server.out" || fail "not storing in the state folder: $(cat "$work/server.out")"
 
 cd "$work"
 export XDG_CONFIG_HOME="$work/config"

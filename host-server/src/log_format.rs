@@ -1,7 +1,8 @@
 //! `--log-format text|json`: the server's log lines, and the per-request
 //! line in either form. In JSON every line is one object; a request's
 //! carries the same fields as its text line (`peer`, `user`, `op`, `name`,
-//! `status`, `bytes`, `time`, `reason`), with `time` in seconds.
+//! `status`, `bytes`, `time`, `reason`), with `time` in seconds, beside
+//! the `timestamp` and `level` every line has.
 
 use std::io::Write;
 use std::time::Duration;
@@ -69,7 +70,7 @@ pub fn init(level: log::LevelFilter, format: LogFormat) {
         builder.format(|out, record| {
             let time = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
             let message = record.args().to_string();
-            let mut line = serde_json::json!({ "time": time, "level": record.level().as_str() });
+            let mut line = serde_json::json!({ "timestamp": time, "level": record.level().as_str() });
             match serde_json::from_str::<serde_json::Value>(&message) {
                 Ok(serde_json::Value::Object(fields)) if record.target() == REQUEST_TARGET => {
                     line.as_object_mut().into_iter().for_each(|o| o.extend(fields.clone()));

@@ -229,6 +229,7 @@ fn json_logs_carry_one_object_per_request_with_the_text_lines_fields() {
     assert_eq!(request["status"], 212);
     assert_eq!(request["bytes"], 5);
     assert!(request["time"].is_f64() && request["peer"].is_string() && request["level"] == "INFO");
+    assert!(request["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{request}");
 }
 
 #[test]
