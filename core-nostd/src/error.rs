@@ -113,6 +113,55 @@ impl core::fmt::Display for NameError {
 
 impl core::error::Error for NameError {}
 
+/// Why a path (a version-3 name) is refused (see
+/// [`validate_path`](crate::wire::validate_path)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum PathError {
+    /// Zero bytes long.
+    Empty,
+    /// Longer than [`MAX_PATH_LEN`](crate::wire::MAX_PATH_LEN) bytes.
+    TooLong,
+    /// More than [`MAX_PATH_SEGMENTS`](crate::wire::MAX_PATH_SEGMENTS) segments.
+    TooManySegments,
+    /// Not valid UTF-8.
+    NotUtf8,
+    /// A leading, trailing or doubled `/`.
+    EmptySegment,
+    /// A segment that is not a valid name.
+    Segment(NameError),
+}
+
+impl PathError {
+    /// The reason sent in a 1003 response and shown to users.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            PathError::Empty => "path is empty",
+            PathError::TooLong => "path is longer than 1024 bytes",
+            PathError::TooManySegments => "path has more than 32 segments",
+            PathError::NotUtf8 => "path is not valid UTF-8",
+            PathError::EmptySegment => "path has an empty segment (a leading, trailing or doubled '/')",
+            PathError::Segment(e) => match e {
+                NameError::TooLong => "a path segment is longer than 255 bytes",
+                NameError::Backslash => "a path segment contains '\\'",
+                NameError::Nul => "a path segment contains a NUL byte",
+                NameError::Control => "a path segment contains a control character",
+                NameError::DotOrDotDot => "a path segment is '.' or '..'",
+                _ => "a path segment is not a valid name",
+            },
+        }
+    }
+}
+
+impl core::fmt::Display for PathError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl core::error::Error for PathError {}
+
 /// The transport failed or ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

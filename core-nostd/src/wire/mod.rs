@@ -6,13 +6,18 @@
 
 mod bytes;
 mod codes;
+mod meta;
 mod name;
+mod path;
 mod request;
 mod response;
 
+pub use crate::error::PathError;
 pub use codes::{Op, Status};
+pub use meta::{LIST_ENTRY_FIXED_LEN, LIST_ENTRY_MAX_LEN, ListEntry, META_LEN, Meta, SHA256_LEN};
 pub(crate) use name::NameBuf;
 pub use name::{NameError, check_name, validate_name};
+pub use path::{MAX_PATH_LEN, MAX_PATH_SEGMENTS, check_path, has_prefix, validate_path};
 pub use request::{Request, RequestView};
 pub use response::{Response, ResponseView};
 
