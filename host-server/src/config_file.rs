@@ -103,7 +103,12 @@ pub fn to_args(
             (toml::Value::String(s), false) => Some(OsString::from(format!("--{key}={s}"))),
             (toml::Value::Integer(n), false) => Some(OsString::from(format!("--{key}={n}"))),
             (toml::Value::Float(x), false) => Some(OsString::from(format!("--{key}={x}"))),
-            (_, false) => return Err(bad("takes one value: a string or a number".into())),
+            // A list, for flags that take several values (`trusted-proxy`).
+            (toml::Value::Array(items), false) if items.iter().all(|i| i.is_str()) => {
+                let items: Vec<&str> = items.iter().filter_map(toml::Value::as_str).collect();
+                Some(OsString::from(format!("--{key}={}", items.join(","))))
+            }
+            (_, false) => return Err(bad("takes a string, a number or a list of strings".into())),
         };
         let Some(flag) = flag else { continue };
         if let Err(e) = checker.clone().try_get_matches_from([OsString::from("backup-server"), flag.clone()])
@@ -246,7 +251,7 @@ mod tests {
         let err = args("unsafe-no-fsync = \"yes\"\n", &[]).unwrap_err().to_string();
         assert!(err.ends_with("key `unsafe-no-fsync`: takes true or false"), "{err}");
         let err = args("idle-timeout = [1, 2]\n", &[]).unwrap_err().to_string();
-        assert!(err.contains("takes one value"), "{err}");
+        assert!(err.contains("takes a string, a number or a list of strings"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod listing;
 pub mod log_format;
 pub mod metrics;
 pub mod plaintext;
+pub mod proxy_header;
 pub mod quota;
 pub mod rate;
 pub mod root_lock;

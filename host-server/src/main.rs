@@ -10,6 +10,7 @@ use backup_core::wire::{MAX_FILE_SIZE, MIN_USER_ID};
 use backup_server::config_file::{self, DEFAULT_CONFIG};
 use backup_server::log_format::{self, LogFormat};
 use backup_server::plaintext::Plaintext;
+use backup_server::proxy_header::TrustedProxies;
 use backup_server::users::Registry;
 use backup_server::{
     DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MIN_RATE, DEFAULT_ROOT, Server, ServerConfig,
@@ -114,6 +115,19 @@ struct Args {
     /// private network.
     #[arg(long, env = "BACKUP_METRICS", value_name = "ADDR:PORT")]
     metrics: Option<SocketAddr>,
+
+    /// Behind a balancer: connections from the --trusted-proxy addresses
+    /// must start with a PROXY protocol v2 header (HAProxy's
+    /// `send-proxy-v2`), whose client address is then used for the
+    /// plaintext policy, the per-address limits and the logs. A header from
+    /// any other address is refused.
+    #[arg(long, env = "BACKUP_PROXY_PROTOCOL", requires = "trusted_proxy")]
+    proxy_protocol: bool,
+
+    /// The balancers' addresses or networks (127.0.0.1, 10.0.0.0/8, ...),
+    /// comma-separated, for --proxy-protocol.
+    #[arg(long, env = "BACKUP_TRUSTED_PROXY", value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_net, requires = "proxy_protocol")]
+    trusted_proxy: Vec<ipnet::IpNet>,
 
     /// Log level: error, warn, info (one line per request), debug or trace.
     #[arg(long, env = "BACKUP_LOG_LEVEL", default_value = "info")]
@@ -223,6 +237,14 @@ fn user_command(root: &std::path::Path, command: UserCommand) -> ExitCode {
     }
 }
 
+/// A network in CIDR notation, or one address.
+fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an address nor a network (try 127.0.0.1 or 10.0.0.0/8)"))
+}
+
 fn parse_size(text: &str) -> Result<u64, String> {
     text.trim()
         .parse::<ByteSize>()
@@ -317,6 +339,7 @@ fn main() -> ExitCode {
         plaintext: args.plaintext,
         metrics: args.metrics,
         log_format: args.log_format,
+        trusted_proxies: args.proxy_protocol.then(|| TrustedProxies::new(args.trusted_proxy.clone())),
         ..ServerConfig::new(args.listen, args.root)
     };
     raise_fd_limit();

@@ -26,7 +26,7 @@ use backup_core::secure::{
 };
 use backup_core::wire::{
     LEGACY_VERSION, MAX_FILE_SIZE, MAX_REASON_LEN, PROTOCOL_VERSION, REQUEST_PREFIX_LEN,
-    RESPONSE_MIN_HEADER_LEN, RequestView, Response,
+    RESPONSE_MAX_HEADER_LEN, RESPONSE_MIN_HEADER_LEN, RequestView, Response,
 };
 use backup_core::{Config, Dispatcher, SessionEnd, TransportError};
 use rand_core::OsRng;
@@ -40,11 +40,17 @@ use crate::linger::Linger;
 use crate::log_format::{LogFormat, REQUEST_TARGET, RequestLine};
 use crate::metrics::Metrics;
 use crate::plaintext::Plaintext;
+use crate::proxy_header::{self, Origin, TrustedProxies};
 use crate::users::Users;
 
 /// Buffer each connection streams payloads through. Memory per connection is
 /// this plus the read buffer, whatever the file size.
 const DISPATCH_BUF_LEN: usize = 128 * 1024;
+/// The 1003 reason for a PROXY header from an address not trusted to send one.
+const REASON_UNTRUSTED_PROXY: &str =
+    "PROXY protocol header from an address not in the server's --trusted-proxy";
+/// The 1003 reason for a trusted balancer's connection without a valid header.
+const REASON_BAD_PROXY_HEADER: &str = "no valid PROXY protocol v2 header from a trusted balancer";
 /// Holds any 1003 (its header and a reason of the longest length), sent to
 /// a peer refused before its session; also the drain's scratch then.
 const REFUSAL_LEN: usize = RESPONSE_MIN_HEADER_LEN + MAX_REASON_LEN;
@@ -113,6 +119,9 @@ pub struct ServerConfig {
     pub metrics: Option<SocketAddr>,
     /// How per-request log lines are written.
     pub log_format: LogFormat,
+    /// With the PROXY protocol on: the balancers whose connections start
+    /// with a PROXY v2 header naming the client. `None`: off.
+    pub trusted_proxies: Option<TrustedProxies>,
 }
 
 impl ServerConfig {
@@ -133,6 +142,7 @@ impl ServerConfig {
             plaintext: Plaintext::default(),
             metrics: None,
             log_format: LogFormat::Text,
+            trusted_proxies: None,
         }
     }
 }
@@ -363,18 +373,22 @@ impl Server {
             if self.shared.stopping.load(Ordering::SeqCst) {
                 break;
             }
-            let Some(ticket) = self.shared.admit(peer.ip(), per_ip) else {
-                log::warn!(
-                    "{peer}: refused: already {per_ip} connections from this address \
-                     (--max-connections-per-ip)"
-                );
-                let reason = format!(
-                    "too many connections from your address (the limit is {per_ip}); \
-                     close one, then try again"
-                );
-                self.shared.metrics.refused("too many connections from one address");
-                refuse(linger, stream, peer, &reason);
-                continue;
+            // A balancer's connections are counted by the client address
+            // its PROXY header names, read on the connection's own thread.
+            let relayed = self.config.trusted_proxies.as_ref().is_some_and(|t| t.trusts(peer.ip()));
+            let ticket = if relayed {
+                None
+            } else {
+                let Some(ticket) = self.shared.admit(peer.ip(), per_ip) else {
+                    log::warn!(
+                        "{peer}: refused: already {per_ip} connections from this address \
+                         (--max-connections-per-ip)"
+                    );
+                    self.shared.metrics.refused("too many connections from one address");
+                    refuse(linger, stream, peer, &too_many_reason(per_ip));
+                    continue;
+                };
+                Some(ticket)
             };
             if let Err(e) = pool.reserve() {
                 log::warn!(
@@ -391,7 +405,7 @@ impl Server {
             let shared = self.shared.clone();
             pool.run(
                 Box::new(move || {
-                    serve_connection(stream, peer, block, store, &config, &shared);
+                    serve_connection(stream, peer, block, relayed, store, &config, &shared);
                     drop(ticket);
                 }),
                 slot,
@@ -561,14 +575,67 @@ impl Observer for RequestLog {
     }
 }
 
+/// The 1003 reason for an address over `--max-connections-per-ip`.
+fn too_many_reason(per_ip: usize) -> String {
+    format!("too many connections from your address (the limit is {per_ip}); close one, then try again")
+}
+
+/// For a connection from a trusted balancer: reads its PROXY header and
+/// counts the connection against the client it names (the balancer itself
+/// for its health checks). `None` when the connection was refused.
+fn relayed_origin(
+    stream: &TcpStream,
+    balancer: SocketAddr,
+    config: &ServerConfig,
+    shared: &Arc<Shared>,
+) -> Option<(SocketAddr, IpTicket)> {
+    let refuse_here = |reason: &str, what: &'static str| {
+        shared.metrics.refused(what);
+        let mut reply = [0u8; RESPONSE_MAX_HEADER_LEN + MAX_REASON_LEN];
+        let n = crate::linger::refusal(reason, &mut reply);
+        let written = std::io::Write::write_all(&mut &*stream, &reply[..n]);
+        let _ = written.and_then(|()| stream.shutdown(std::net::Shutdown::Write));
+    };
+    let _ = stream.set_read_timeout(Some(config.idle_timeout));
+    let origin = match proxy_header::read_header(&mut &*stream) {
+        Ok(origin) => origin,
+        Err(e) => {
+            log::warn!("{balancer}: refused: {e}");
+            refuse_here(REASON_BAD_PROXY_HEADER, "bad PROXY header");
+            return None;
+        }
+    };
+    let peer = match origin {
+        Origin::Client(client) => client,
+        Origin::Balancer => balancer,
+    };
+    let per_ip = config.max_connections_per_ip.max(1);
+    match shared.admit(peer.ip(), per_ip) {
+        Some(ticket) => Some((peer, ticket)),
+        None => {
+            log::warn!("{peer} (via {balancer}): refused: already {per_ip} connections from this address");
+            refuse_here(&too_many_reason(per_ip), "too many connections from one address");
+            None
+        }
+    }
+}
+
 fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     block: bool,
+    relayed: bool,
     store: FsStore,
     config: &ServerConfig,
-    shared: &Shared,
+    shared: &Arc<Shared>,
 ) {
+    let (peer, _ticket) = match relayed {
+        false => (peer, None),
+        true => match relayed_origin(&stream, peer, config, shared) {
+            Some((client, ticket)) => (client, Some(ticket)),
+            None => return,
+        },
+    };
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let busy = Arc::new(AtomicBool::new(false));
     match stream.try_clone() {
@@ -623,6 +690,13 @@ fn serve(
         if let Ok(hello) = Hello::parse(hello) {
             return serve_secure(conn, hello.user_id, store, config, shared, log);
         }
+    }
+    if proxy_header::looks_like_header(prefix) {
+        log::warn!("{peer}: refused: a PROXY protocol header from an address not in --trusted-proxy");
+        shared.metrics.refused("untrusted PROXY header");
+        send_refusal(&mut conn, &mut scratch, peer, LEGACY_VERSION, REASON_UNTRUSTED_PROXY);
+        finish(conn, &mut scratch, peer, true);
+        return Ok(());
     }
     let version = RequestView::new_unchecked(prefix).version();
     if !config.plaintext.serves(peer.ip()) && !prefix.is_empty() {

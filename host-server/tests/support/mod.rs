@@ -3,6 +3,9 @@
 //! tests cross-check the implementation against the specification.
 #![allow(dead_code)]
 
+pub mod netns;
+pub mod noise;
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -302,5 +305,3 @@ pub fn assert_root_is_clean(root: &Path) {
         }
     }
 }
-
-pub mod netns;
