@@ -542,6 +542,9 @@ struct RequestLog {
     busy: Arc<AtomicBool>,
     metrics: Metrics,
     log_format: LogFormat,
+    /// Info for clients; debug for a balancer's health checks, which would
+    /// otherwise log a line per server every few seconds.
+    level: log::Level,
     /// When each unfinished request started, oldest first. Requests finish
     /// in the order they started, but a group-committed backup finishes
     /// (its 212 or 1003 goes out) only after the requests behind it began.
@@ -559,7 +562,7 @@ impl Observer for RequestLog {
         self.busy.store(!self.started.is_empty(), Ordering::SeqCst);
         let took = started.map(|t| t.elapsed()).unwrap_or_default();
         self.metrics.request(o.op.as_str(), o.status.map(|s| s.code()), o.bytes, took, o.reason);
-        if log::log_enabled!(target: REQUEST_TARGET, log::Level::Info) {
+        if log::log_enabled!(target: REQUEST_TARGET, self.level) {
             let line = RequestLine {
                 peer: self.peer,
                 user: o.user_id,
@@ -570,7 +573,7 @@ impl Observer for RequestLog {
                 time: took,
                 reason: o.reason,
             };
-            log::info!(target: REQUEST_TARGET, "{}", line.render(self.log_format));
+            log::log!(target: REQUEST_TARGET, self.level, "{}", line.render(self.log_format));
         }
     }
 }
@@ -582,13 +585,14 @@ fn too_many_reason(per_ip: usize) -> String {
 
 /// For a connection from a trusted balancer: reads its PROXY header and
 /// counts the connection against the client it names (the balancer itself
-/// for its health checks). `None` when the connection was refused.
+/// for its health checks: then the flag is true). `None` when the
+/// connection was refused.
 fn relayed_origin(
     stream: &TcpStream,
     balancer: SocketAddr,
     config: &ServerConfig,
     shared: &Arc<Shared>,
-) -> Option<(SocketAddr, IpTicket)> {
+) -> Option<(SocketAddr, IpTicket, bool)> {
     let refuse_here = |reason: &str, what: &'static str| {
         shared.metrics.refused(what);
         let mut reply = [0u8; RESPONSE_MAX_HEADER_LEN + MAX_REASON_LEN];
@@ -605,13 +609,13 @@ fn relayed_origin(
             return None;
         }
     };
-    let peer = match origin {
-        Origin::Client(client) => client,
-        Origin::Balancer => balancer,
+    let (peer, health_check) = match origin {
+        Origin::Client(client) => (client, false),
+        Origin::Balancer => (balancer, true),
     };
     let per_ip = config.max_connections_per_ip.max(1);
     match shared.admit(peer.ip(), per_ip) {
-        Some(ticket) => Some((peer, ticket)),
+        Some(ticket) => Some((peer, ticket, health_check)),
         None => {
             log::warn!("{peer} (via {balancer}): refused: already {per_ip} connections from this address");
             refuse_here(&too_many_reason(per_ip), "too many connections from one address");
@@ -629,10 +633,11 @@ fn serve_connection(
     config: &ServerConfig,
     shared: &Arc<Shared>,
 ) {
-    let (peer, _ticket) = match relayed {
-        false => (peer, None),
+    let (peer, _ticket, level) = match relayed {
+        false => (peer, None, log::Level::Info),
         true => match relayed_origin(&stream, peer, config, shared) {
-            Some((client, ticket)) => (client, Some(ticket)),
+            Some((client, ticket, true)) => (client, Some(ticket), log::Level::Debug),
+            Some((client, ticket, false)) => (client, Some(ticket), log::Level::Info),
             None => return,
         },
     };
@@ -649,10 +654,18 @@ fn serve_connection(
     }
     if !shared.stopping.load(Ordering::SeqCst) {
         let _open = shared.metrics.connection();
+        let log = RequestLog {
+            peer,
+            busy,
+            metrics: shared.metrics.clone(),
+            log_format: config.log_format,
+            level,
+            started: VecDeque::new(),
+        };
         let served = if block {
-            serve_block(stream, peer, store, config, shared, busy)
+            serve_block(stream, store, config, shared, log)
         } else {
-            serve(stream, peer, store, config, shared, busy)
+            serve(stream, store, config, shared, log)
         };
         if let Err(e) = served {
             log::warn!("{peer}: {e}");
@@ -663,28 +676,21 @@ fn serve_connection(
 
 fn serve(
     stream: TcpStream,
-    peer: SocketAddr,
     store: FsStore,
     config: &ServerConfig,
     shared: &Shared,
-    busy: Arc<AtomicBool>,
+    log: RequestLog,
 ) -> io::Result<()> {
+    let peer = log.peer;
     // The first bytes are peeked (HELLO or plaintext?) before the dispatcher
     // starts a request: the first byte starts the rate clock, so a trickled
     // first request or handshake is cut by --min-rate as before.
     let mut conn = Conn::new(stream, config.idle_timeout)?
-        .with_min_rate(busy.clone(), config.min_rate)
+        .with_min_rate(log.busy.clone(), config.min_rate)
         .request_from_first_byte();
     // The dispatch buffer is allocated once the peer is let in: before
     // that a refusal and a drain need only this much.
     let mut scratch = [0u8; REFUSAL_LEN];
-    let log = RequestLog {
-        peer,
-        busy,
-        metrics: shared.metrics.clone(),
-        log_format: config.log_format,
-        started: VecDeque::new(),
-    };
     let prefix = conn.peek(REQUEST_PREFIX_LEN)?;
     if let Ok(hello) = <&[u8; HELLO_LEN]>::try_from(prefix) {
         if let Ok(hello) = Hello::parse(hello) {
@@ -862,14 +868,14 @@ fn finish(mut conn: Conn, buf: &mut [u8], peer: SocketAddr, should_drain: bool) 
 /// translated by the core's [`BlockServerConn`].
 fn serve_block(
     stream: TcpStream,
-    peer: SocketAddr,
     store: FsStore,
     config: &ServerConfig,
     shared: &Shared,
-    busy: Arc<AtomicBool>,
+    mut log: RequestLog,
 ) -> io::Result<()> {
+    let peer = log.peer;
     let conn = Conn::new(stream, config.idle_timeout)?
-        .with_min_rate(busy.clone(), config.min_rate)
+        .with_min_rate(log.busy.clone(), config.min_rate)
         .request_from_first_byte();
     let mut conn = BlockServerConn::new(conn);
     let mut buf = vec![0u8; DISPATCH_BUF_LEN];
@@ -890,13 +896,6 @@ fn serve_block(
         Config { max_file_size: config.max_file_size, version: LEGACY_VERSION, group_commit: false };
     let mut dispatcher = Dispatcher::new(store, &mut buf, core_config)
         .map_err(|_| io::Error::other("dispatch buffer too small"))?;
-    let mut log = RequestLog {
-        peer,
-        busy,
-        metrics: shared.metrics.clone(),
-        log_format: config.log_format,
-        started: VecDeque::new(),
-    };
     let end = dispatcher.serve(&mut conn, &mut log);
     drop(dispatcher);
     // What the dispatcher never saw whole gets its 1003 here: a framing
