@@ -25,6 +25,11 @@ pub const REASON_PLAINTEXT_REFUSED: &str =
 pub const REASON_TOO_MANY_FAILURES: &str =
     "too many failed handshakes from your address; try again in a minute";
 
+/// The reason of the 1003 a server sends instead of a handshake to an
+/// address with too many handshakes under way at once.
+pub const REASON_TOO_MANY_HANDSHAKES: &str =
+    "too many handshakes at once from your address; try again in a moment";
+
 /// Which users have a key; the server's user registry answers.
 pub trait KeyedUsers {
     /// Whether `user` has a key, and so must authenticate.

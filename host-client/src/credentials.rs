@@ -63,11 +63,15 @@ pub fn load(
 
 /// Reads a key file; a missing one is an error only if it was asked for.
 fn read_key_file(path: &Path, required: bool) -> Result<Option<KeyLine>, String> {
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
+    // Opened once, then checked and read through that one descriptor: a
+    // path swapped between a check and a read (a symbolic link in a folder
+    // others can write) cannot pass one file's check and feed another.
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
         Err(e) => return Err(format!("cannot read the key file {}: {e}", path.display())),
     };
+    let meta = file.metadata().map_err(|e| format!("cannot read the key file {}: {e}", path.display()))?;
     let me = rustix::process::geteuid().as_raw();
     if std::os::unix::fs::MetadataExt::uid(&meta) != me {
         // Whoever owns it can change it to a key of their choosing.
@@ -83,7 +87,8 @@ fn read_key_file(path: &Path, required: bool) -> Result<Option<KeyLine>, String>
             path.display()
         ));
     }
-    let text = std::fs::read_to_string(path)
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text)
         .map_err(|e| format!("cannot read the key file {}: {e}", path.display()))?;
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
     let line = lines.next().ok_or_else(|| format!("the key file {} holds no key line", path.display()))?;

@@ -14,6 +14,12 @@ use crate::ip_key::IpKey;
 
 /// Failed handshakes an address may have within [`WINDOW`].
 pub const MAX_FAILURES: u32 = 10;
+/// Handshakes an address may have under way at once. They count apart
+/// from failures: a fleet behind one NAT connecting at the same second must
+/// not read as failing. A handshake takes the server a fraction of a
+/// millisecond once message 1 is in, so only a stalled one stays long; and
+/// a burst of failing ones gets at most this many tries past the limit.
+pub const MAX_IN_FLIGHT: u32 = 32;
 /// The window failures are counted in.
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// Addresses tracked at most. Each entry is some 40 bytes, so the table
@@ -25,9 +31,8 @@ const MAX_TRACKED: usize = 65_536;
 struct Window {
     started: Instant,
     failures: u32,
-    /// Handshakes of the address under way: counted as failures until
-    /// they succeed, so a thousand concurrent attempts get no further than
-    /// ten sequential ones.
+    /// Handshakes of the address under way, at most [`MAX_IN_FLIGHT`]: a
+    /// thousand concurrent attempts get no more than that many tries.
     in_flight: u32,
 }
 
@@ -41,6 +46,15 @@ impl Window {
 #[derive(Debug, Default)]
 pub struct AuthLimit {
     windows: Mutex<HashMap<IpKey, Window>>,
+}
+
+/// Why an address may not start a handshake now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// [`MAX_FAILURES`] failed within the window.
+    Failures,
+    /// [`MAX_IN_FLIGHT`] are under way.
+    Busy,
 }
 
 /// A handshake under way, counted against its address: a failure unless
@@ -65,10 +79,10 @@ impl AuthLimit {
         self.windows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a handshake of `ip` at `now`, or `None` when the address
-    /// failed (or has under way) [`MAX_FAILURES`] handshakes within
-    /// [`WINDOW`].
-    pub fn attempt(&self, ip: IpAddr, now: Instant) -> Option<Attempt<'_>> {
+    /// Starts a handshake of `ip` at `now`, unless the address failed
+    /// [`MAX_FAILURES`] handshakes within [`WINDOW`] or has
+    /// [`MAX_IN_FLIGHT`] under way.
+    pub fn attempt(&self, ip: IpAddr, now: Instant) -> Result<Attempt<'_>, Refused> {
         let mut windows = self.lock();
         let key = IpKey::of(ip);
         if !windows.contains_key(&key) && windows.len() >= MAX_TRACKED {
@@ -85,7 +99,7 @@ impl AuthLimit {
                     }
                     // Every tracked address has a handshake under way:
                     // no room to count another.
-                    None => return None,
+                    None => return Err(Refused::Busy),
                 }
             }
         }
@@ -93,11 +107,14 @@ impl AuthLimit {
         if now.duration_since(w.started) >= WINDOW {
             *w = Window { in_flight: w.in_flight, ..Window::fresh(now) };
         }
-        if w.failures.saturating_add(w.in_flight) >= MAX_FAILURES {
-            return None;
+        if w.failures >= MAX_FAILURES {
+            return Err(Refused::Failures);
+        }
+        if w.in_flight >= MAX_IN_FLIGHT {
+            return Err(Refused::Busy);
         }
         w.in_flight += 1;
-        Some(Attempt { limit: self, key, ip, succeeded: false })
+        Ok(Attempt { limit: self, key, ip, succeeded: false })
     }
 }
 
@@ -132,7 +149,7 @@ mod tests {
     use super::*;
 
     fn fail(limit: &AuthLimit, ip: IpAddr, t: Instant) -> bool {
-        limit.attempt(ip, t).is_some()
+        limit.attempt(ip, t).is_ok()
     }
 
     #[test]
@@ -143,9 +160,9 @@ mod tests {
         for i in 0..MAX_FAILURES {
             assert!(fail(&limit, bad, t), "failure {i} was let through");
         }
-        assert!(limit.attempt(bad, t + Duration::from_secs(59)).is_none());
-        assert!(limit.attempt(good, t).is_some());
-        assert!(limit.attempt(bad, t + WINDOW).is_some(), "the refusal ends with the window");
+        assert_eq!(limit.attempt(bad, t + Duration::from_secs(59)).err(), Some(Refused::Failures));
+        assert!(limit.attempt(good, t).is_ok());
+        assert!(limit.attempt(bad, t + WINDOW).is_ok(), "the refusal ends with the window");
     }
 
     #[test]
@@ -156,18 +173,21 @@ mod tests {
         for _ in 0..(MAX_FAILURES * 3) {
             limit.attempt(ip, t).unwrap().succeeded();
         }
-        assert!(limit.attempt(ip, t).is_some());
+        assert!(limit.attempt(ip, t).is_ok());
     }
 
     #[test]
-    fn concurrent_handshakes_count_before_they_end() {
+    fn concurrent_handshakes_are_capped_apart_from_failures() {
         let limit = AuthLimit::new();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let t = Instant::now();
-        let under_way: Vec<_> = (0..MAX_FAILURES).map(|_| limit.attempt(ip, t).unwrap()).collect();
-        assert!(limit.attempt(ip, t).is_none(), "the eleventh concurrent handshake");
+        let under_way: Vec<_> = (0..MAX_IN_FLIGHT).map(|_| limit.attempt(ip, t).unwrap()).collect();
+        assert_eq!(limit.attempt(ip, t).err(), Some(Refused::Busy), "one more than the cap");
         under_way.into_iter().for_each(Attempt::succeeded);
-        assert!(limit.attempt(ip, t).is_some());
+        assert!(limit.attempt(ip, t).is_ok(), "successes count as nothing");
+        let failing: Vec<_> = (0..MAX_IN_FLIGHT).map(|_| limit.attempt(ip, t).unwrap()).collect();
+        drop(failing);
+        assert_eq!(limit.attempt(ip, t).err(), Some(Refused::Failures), "once they end, they count");
     }
 
     #[test]
@@ -177,8 +197,8 @@ mod tests {
         for i in 0..MAX_FAILURES {
             fail(&limit, format!("2001:db8::{i:x}").parse().unwrap(), t);
         }
-        assert!(limit.attempt("2001:db8::ffff".parse().unwrap(), t).is_none());
-        assert!(limit.attempt("2001:db8:0:1::1".parse().unwrap(), t).is_some());
+        assert!(limit.attempt("2001:db8::ffff".parse().unwrap(), t).is_err());
+        assert!(limit.attempt("2001:db8:0:1::1".parse().unwrap(), t).is_ok());
     }
 
     #[test]

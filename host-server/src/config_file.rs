@@ -100,6 +100,8 @@ pub fn to_args(
             (toml::Value::Boolean(true), true) => Some(OsString::from(format!("--{key}"))),
             (toml::Value::Boolean(false), true) => None,
             (_, true) => return Err(bad("takes true or false".into())),
+            // A switch that also takes a value (`--unsafe-no-fsync=false`).
+            (toml::Value::Boolean(b), false) => Some(OsString::from(format!("--{key}={b}"))),
             (toml::Value::String(s), false) => Some(OsString::from(format!("--{key}={s}"))),
             (toml::Value::Integer(n), false) => Some(OsString::from(format!("--{key}={n}"))),
             (toml::Value::Float(x), false) => Some(OsString::from(format!("--{key}={x}"))),
@@ -164,7 +166,7 @@ pub fn template(command: &clap::Command) -> String {
         let default = arg.get_default_values().first().map(|d| d.to_string_lossy().into_owned());
         let example = match (arg.get_action(), default) {
             (clap::ArgAction::SetTrue, _) => "false".to_string(),
-            (_, Some(d)) if d.parse::<i64>().is_ok() => d,
+            (_, Some(d)) if d.parse::<i64>().is_ok() || d == "true" || d == "false" => d,
             (_, Some(d)) => format!("{d:?}"),
             (_, None) => "\"\"".to_string(),
         };

@@ -120,13 +120,16 @@ struct Args {
     /// must start with a PROXY protocol v2 header (HAProxy's
     /// `send-proxy-v2`), whose client address is then used for the
     /// plaintext policy, the per-address limits and the logs. A header from
-    /// any other address is refused.
-    #[arg(long, env = "BACKUP_PROXY_PROTOCOL", requires = "trusted_proxy")]
+    /// any other address is refused. (`--proxy-protocol=false` turns off
+    /// what a configuration file turned on.)
+    #[arg(long, env = "BACKUP_PROXY_PROTOCOL", action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_value_t = false, default_missing_value = "true",
+          requires_if("true", "trusted_proxy"))]
     proxy_protocol: bool,
 
     /// The balancers' addresses or networks (127.0.0.1, 10.0.0.0/8, ...),
     /// comma-separated, for --proxy-protocol.
-    #[arg(long, env = "BACKUP_TRUSTED_PROXY", value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_net, requires = "proxy_protocol")]
+    #[arg(long, env = "BACKUP_TRUSTED_PROXY", value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_net)]
     trusted_proxy: Vec<ipnet::IpNet>,
 
     /// Log level: error, warn, info (one line per request), debug or trace.
@@ -141,8 +144,10 @@ struct Args {
 
     /// UNSAFE: acknowledge backups without syncing them to disk. A power
     /// failure can then lose acknowledged backups. Only for benchmarks
-    /// against peers that do not sync either.
-    #[arg(long, env = "BACKUP_UNSAFE_NO_FSYNC")]
+    /// against peers that do not sync either. (`--unsafe-no-fsync=false`
+    /// turns off what a configuration file turned on.)
+    #[arg(long, env = "BACKUP_UNSAFE_NO_FSYNC", action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_value_t = false, default_missing_value = "true")]
     unsafe_no_fsync: bool,
 }
 

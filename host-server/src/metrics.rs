@@ -2,9 +2,10 @@
 //! `GET /metrics` in the text exposition format.
 //!
 //! Protocol threads only bump atomics (and take a family's read lock to
-//! find a label set's counter); the HTTP side runs on threads of its own
-//! and renders the text before it writes any of it, so a slow or stuck
-//! scraper never waits on, or makes wait, a connection being served.
+//! find a label set's counter); the HTTP side is one thread of its own,
+//! answering one scrape at a time with timeouts, and renders the text
+//! before it writes any of it, so a slow, stuck or flooding scraper never
+//! waits on, or makes wait, a connection being served.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -171,34 +172,64 @@ impl Metrics {
         text
     }
 
-    /// Serves `GET /metrics` on `addr` from threads of its own; returns the
-    /// address bound (for port 0).
+    /// Serves `GET /metrics` on `addr` from one thread of its own; returns
+    /// the address bound (for port 0).
     pub fn serve(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
-        let server = tiny_http::Server::http(addr).map_err(std::io::Error::other)?;
-        let bound = server.server_addr().to_ip().unwrap_or(addr);
+        let listener = std::net::TcpListener::bind(addr)?;
+        let bound = listener.local_addr()?;
         let metrics = self.clone();
         std::thread::Builder::new().name("metrics".into()).spawn(move || {
-            for request in server.incoming_requests() {
-                let response = if request.url() == "/metrics" && *request.method() == tiny_http::Method::Get {
-                    let header = tiny_http::Header::from_bytes(
-                        &b"Content-Type"[..],
-                        &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
-                    );
-                    let mut response = tiny_http::Response::from_string(metrics.render());
-                    if let Ok(header) = header {
-                        response.add_header(header);
-                    }
-                    response
-                } else {
-                    tiny_http::Response::from_string("only GET /metrics is served here\n")
-                        .with_status_code(404)
-                };
-                // A scraper that hung up is no concern of the server's.
-                let _ = request.respond(response);
+            for stream in listener.incoming().flatten() {
+                // A scraper that hung up or stalled is no concern of the server's.
+                let _ = answer(stream, &metrics);
             }
         })?;
         Ok(bound)
     }
+}
+
+/// How long one scrape may take to send its request, and to take our
+/// answer. Scrapes are answered one at a time on one thread, so however
+/// many connections arrive (on a port that should not be public anyway)
+/// they cost one thread and this much waiting each, and never a thread the
+/// protocol's connections could have had.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest request head read: a scrape's is a few hundred bytes.
+const MAX_REQUEST_HEAD: usize = 8192;
+
+/// Reads one request head (parsed by `httparse`) and answers it: the
+/// metrics for `GET /metrics`, 404 or 400 for anything else.
+fn answer(mut stream: std::net::TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    stream.set_read_timeout(Some(SCRAPE_TIMEOUT))?;
+    stream.set_write_timeout(Some(SCRAPE_TIMEOUT))?;
+    let mut head = [0u8; MAX_REQUEST_HEAD];
+    let mut len = 0;
+    let (status, body) = loop {
+        let n = stream.read(&mut head[len..])?;
+        if n == 0 {
+            return Ok(());
+        }
+        len += n;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&head[..len]) {
+            Ok(httparse::Status::Complete(_)) => {
+                break match (request.method, request.path) {
+                    (Some("GET"), Some("/metrics")) => ("200 OK", metrics.render()),
+                    _ => ("404 Not Found", "only GET /metrics is served here\n".to_string()),
+                };
+            }
+            Ok(httparse::Status::Partial) if len < head.len() => continue,
+            _ => break ("400 Bad Request", "a malformed or oversized request\n".to_string()),
+        }
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes())
 }
 
 /// A connection counted as open; dropping it counts it closed.

@@ -16,7 +16,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use backup_core::access::{Guarded, REASON_PLAINTEXT_REFUSED, REASON_TOO_MANY_FAILURES, SessionAccess};
+use backup_core::access::{
+    Guarded, REASON_PLAINTEXT_REFUSED, REASON_TOO_MANY_FAILURES, REASON_TOO_MANY_HANDSHAKES, SessionAccess,
+};
 use backup_core::block::{BlockEnd, BlockError, BlockServerConn};
 use backup_core::dispatch::{Observer, Outcome};
 use backup_core::io::drain;
@@ -32,7 +34,7 @@ use backup_core::{Config, Dispatcher, SessionEnd, TransportError};
 use rand_core::OsRng;
 use rustix::event::{PollFd, PollFlags};
 
-use crate::auth_limit::AuthLimit;
+use crate::auth_limit::{AuthLimit, Refused};
 use crate::conn::Conn;
 use crate::fs_store::{FsStore, StoreOptions};
 use crate::ip_key::IpKey;
@@ -267,6 +269,8 @@ impl Server {
                 Some(block)
             }
         };
+        let users = Users::new(store.root());
+        users.check()?;
         let mut wake = listener.local_addr()?;
         if wake.ip().is_unspecified() {
             wake.set_ip(match wake.ip() {
@@ -282,7 +286,7 @@ impl Server {
             changed: Condvar::new(),
             next_id: AtomicU64::new(0),
             per_ip: Mutex::new(HashMap::new()),
-            users: Users::new(store.root()),
+            users,
             auth_limit: AuthLimit::new(),
             metrics: Metrics::new(),
         });
@@ -740,12 +744,19 @@ fn serve_secure(
 ) -> io::Result<()> {
     let peer = log.peer;
     let mut scratch = [0u8; REFUSAL_LEN];
-    let Some(attempt) = shared.auth_limit.attempt(peer.ip(), Instant::now()) else {
-        log::debug!("{peer}: handshake refused: too many failed handshakes from this address");
-        shared.metrics.refused("too many failed handshakes");
-        send_refusal(&mut conn, &mut scratch, peer, SECURE_VERSION, REASON_TOO_MANY_FAILURES);
-        finish(conn, &mut scratch, peer, true);
-        return Ok(());
+    let attempt = match shared.auth_limit.attempt(peer.ip(), Instant::now()) {
+        Ok(attempt) => attempt,
+        Err(refused) => {
+            let (reason, what) = match refused {
+                Refused::Failures => (REASON_TOO_MANY_FAILURES, "too many failed handshakes"),
+                Refused::Busy => (REASON_TOO_MANY_HANDSHAKES, "too many handshakes at once"),
+            };
+            log::debug!("{peer}: handshake refused: {reason}");
+            shared.metrics.refused(what);
+            send_refusal(&mut conn, &mut scratch, peer, SECURE_VERSION, reason);
+            finish(conn, &mut scratch, peer, true);
+            return Ok(());
+        }
     };
     let rx = vec![0u8; rx_buffer_len(RECORD_LEN)];
     // What we send is bounded by the client's max_record too.

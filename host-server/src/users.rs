@@ -58,6 +58,11 @@ const REMOVED_PREFIX: &str = "backup-removed:";
 struct Cache {
     stamp: Option<Stamp>,
     keys: Keys,
+    /// A registry (or its absence) was read successfully. Until then the
+    /// server fails closed: every user counts as keyed and no key opens a
+    /// handshake, so a registry that cannot be read never hands keyed
+    /// users' files to plaintext sessions.
+    read_once: bool,
 }
 
 /// The registry as a running server sees it.
@@ -76,11 +81,25 @@ impl Users {
 
     /// The key of `user`, if it has one. A registry that cannot be read or
     /// parsed is logged and the last good one kept, so a half-edited file
-    /// never locks everybody out or lets anybody in.
+    /// never locks everybody out or lets anybody in; before any good read,
+    /// nobody has a key that works (and everybody counts as keyed).
     pub fn key(&self, user: u32) -> Option<Key> {
         let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.refresh(&mut cache);
         cache.keys.get(&user).cloned().flatten()
+    }
+
+    /// Reads the registry once, for a server about to start: one that
+    /// exists but cannot be read or parsed is an error to fix first.
+    pub fn check(&self) -> io::Result<()> {
+        match read(&self.path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("users: {e}; fix the file (or restore it from a backup) before starting"),
+            )),
+        }
     }
 
     /// The registry as a session authenticated for `user` with `key` sees
@@ -94,25 +113,29 @@ impl Users {
     pub fn is_keyed(&self, user: u32) -> bool {
         let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.refresh(&mut cache);
-        cache.keys.contains_key(&user)
+        !cache.read_once || cache.keys.contains_key(&user)
     }
 
     fn refresh(&self, cache: &mut Cache) {
         let stamp = match std::fs::symlink_metadata(&self.path) {
             Ok(meta) => Some(stamp_of(&meta)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            // Edits rename a new file over the old one: a registry that was
+            // there and is gone was deleted by hand, and its users stay
+            // keyed rather than fall back to plaintext.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && cache.stamp.is_none() => None,
             Err(e) => {
                 log::error!("users: cannot read {}: {e}; keeping the users read before", self.path.display());
                 return;
             }
         };
-        if stamp == cache.stamp {
+        if stamp == cache.stamp && cache.read_once {
             return;
         }
         match stamp.map(|_| read(&self.path)).transpose() {
             Ok(keys) => {
                 cache.keys = keys.map(|(keys, _)| keys).unwrap_or_default();
                 cache.stamp = stamp;
+                cache.read_once = true;
             }
             Err(e) => log::error!("users: {e}; keeping the users read before"),
         }
@@ -231,6 +254,22 @@ impl From<io::Error> for UsersError {
     }
 }
 
+/// `sudo backup-server user add` on a root that the service's own user owns
+/// (a systemd DynamicUser's state folder, say) must leave a registry, and a
+/// lock file, that user can read and take: run as root, files the edit
+/// creates take the root folder's owner.
+fn give_to_root_owner(root: &Path, file: &File, path: &Path) -> io::Result<()> {
+    let owner = std::fs::metadata(root)?;
+    if rustix::process::geteuid().is_root() && owner.uid() != 0 {
+        let (uid, gid) = (owner.uid(), owner.gid());
+        let ids = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+        rustix::fs::fchown(file, Some(ids.0), Some(ids.1)).map_err(|e| {
+            io::Error::new(io::Error::from(e).kind(), format!("cannot give {} to uid {uid}", path.display()))
+        })?;
+    }
+    Ok(())
+}
+
 /// Edits of the registry, for `backup-server user`.
 pub struct Registry {
     root: PathBuf,
@@ -258,6 +297,7 @@ impl Registry {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&lock_path)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", lock_path.display())))?;
+        give_to_root_owner(root, &lock, &lock_path)?;
         rustix::fs::flock(&lock, FlockOperation::LockExclusive).map_err(|e| {
             io::Error::new(io::Error::from(e).kind(), format!("cannot lock {}", lock_path.display()))
         })?;
@@ -350,20 +390,7 @@ impl Registry {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&temp)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", temp.display())))?;
-        // `sudo backup-server user add` on a root that the service's own
-        // user owns (a systemd DynamicUser's state folder, say) must leave a
-        // registry that user can read: the file takes the root's owner.
-        let owner = std::fs::metadata(&self.root)?;
-        if rustix::process::geteuid().is_root() && owner.uid() != 0 {
-            let (uid, gid) = (owner.uid(), owner.gid());
-            let ids = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
-            rustix::fs::fchown(&file, Some(ids.0), Some(ids.1)).map_err(|e| {
-                io::Error::new(
-                    io::Error::from(e).kind(),
-                    format!("cannot give {} to uid {uid}", temp.display()),
-                )
-            })?;
-        }
+        give_to_root_owner(&self.root, &file, &temp)?;
         let mut text =
             String::from("# backup-server users: one key line each. Edit with `backup-server user`.\n");
         for (&user, key) in &self.keys {
@@ -443,8 +470,10 @@ mod tests {
             return;
         }
         Registry::edit(root.path()).unwrap().add(None, None).unwrap();
-        let meta = std::fs::metadata(root.path().join(USERS_FILE)).unwrap();
-        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (54321, 54321, 0o600));
+        for file in [USERS_FILE, USERS_LOCK] {
+            let meta = std::fs::metadata(root.path().join(file)).unwrap();
+            assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (54321, 54321, 0o600), "{file}");
+        }
     }
 
     #[test]
@@ -471,6 +500,32 @@ mod tests {
         assert!(matches!(registry.add(Some(7), None), Err(UsersError::Exists(7))));
         assert!(matches!(registry.remove(8), Err(UsersError::Unknown(8))));
         assert!(matches!(registry.rotate(8), Err(UsersError::Unknown(8))));
+    }
+
+    #[test]
+    fn a_registry_that_cannot_be_read_from_the_start_fails_closed() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join(USERS_FILE), "backup-key:5:nothex\n").unwrap();
+        let users = Users::new(root.path());
+        assert!(users.is_keyed(5) && users.is_keyed(6), "nobody is served in plaintext");
+        assert_eq!(users.key(5), None, "no handshake succeeds");
+        let err = users.check().unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("before starting"), "{err}");
+        // Fixed, it is read at the next use.
+        std::fs::remove_file(root.path().join(USERS_FILE)).unwrap();
+        let line = Registry::edit(root.path()).unwrap().add(Some(5), None).unwrap();
+        assert_eq!(users.key(5), Some(line.key));
+        assert!(!users.is_keyed(6));
+    }
+
+    #[test]
+    fn a_registry_deleted_by_hand_keeps_its_users_keyed() {
+        let root = tempfile::tempdir().unwrap();
+        let users = Users::new(root.path());
+        Registry::edit(root.path()).unwrap().add(Some(5), None).unwrap();
+        assert!(users.is_keyed(5));
+        std::fs::remove_file(root.path().join(USERS_FILE)).unwrap();
+        assert!(users.is_keyed(5), "not served in plaintext because a file went missing");
     }
 
     #[test]

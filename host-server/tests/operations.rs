@@ -117,7 +117,7 @@ fn an_unknown_key_or_a_bad_value_is_an_error_naming_the_file_the_line_and_the_ke
     let err = bad_config("\nmax-file-size = \"5TiB\"\n");
     assert!(err.contains("line 2: key `max-file-size`") && err.contains("4 GiB"), "{err}");
     let err = bad_config("unsafe-no-fsync = 1\n");
-    assert!(err.contains("key `unsafe-no-fsync`: takes true or false"), "{err}");
+    assert!(err.contains("key `unsafe-no-fsync`: invalid value '1'"), "{err}");
     let missing = server_command().args(["--config", "/nonexistent/config.toml"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(2));
     assert!(
@@ -172,9 +172,18 @@ fn metrics_move_by_exactly_what_was_done_and_a_stuck_scraper_delays_nothing() {
     let addr = running.addr();
     let before = scrape(metrics);
 
-    // A scraper that sends half a request and never reads.
+    // A scraper that sends half a request and never reads, and a hundred
+    // more connections behind it: they cost no thread of the server's.
+    let threads = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", running.child.id())).unwrap();
+        status.lines().find_map(|l| l.strip_prefix("Threads:")).unwrap().trim().parse::<u32>().unwrap()
+    };
+    let before_flood = threads();
     let mut stuck = TcpStream::connect(metrics).unwrap();
     stuck.write_all(b"GET /metr").unwrap();
+    let flood: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(metrics).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(threads(), before_flood, "scrapers are answered by one thread, one at a time");
 
     let mut plain = PlainClient { stream: TcpStream::connect(addr).unwrap(), user: 31 };
     plain.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -190,6 +199,8 @@ fn metrics_move_by_exactly_what_was_done_and_a_stuck_scraper_delays_nothing() {
     assert_eq!(read_reply(&mut missing).unwrap().status, 1001);
     drop(missing);
 
+    // Hung up, the waiting scrapers are passed over at once.
+    drop((stuck, flood));
     let after = scrape(metrics);
     let moved = |name: &str| sample(&after, name) - sample(&before, name);
     assert_eq!(moved("backup_requests_total{op=\"backup\",status=\"212\"}"), 3.0);
@@ -201,7 +212,6 @@ fn metrics_move_by_exactly_what_was_done_and_a_stuck_scraper_delays_nothing() {
     assert_eq!(moved("backup_request_duration_seconds_count{op=\"backup\"}"), 3.0);
     assert!(moved("backup_group_commit_batch_size_sum") >= 1.0, "the backups were committed");
     assert_eq!(sample(&after, "backup_connections_open"), 0.0);
-    drop(stuck);
     running.stop();
 }
 
@@ -245,4 +255,37 @@ fn completions_and_the_manual_page_come_from_the_binary() {
     assert!(man.status.success());
     let roff = String::from_utf8_lossy(&man.stdout).into_owned();
     assert!(roff.contains(".TH backup-server") && roff.contains("\\-\\-config"), "{roff}");
+}
+
+#[test]
+fn a_registry_that_cannot_be_read_stops_the_server_before_it_serves() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join(".backup-users"), "backup-key:5000:zz\n").unwrap();
+    let out = server_command().args(["--listen", "127.0.0.1:0", "--root"]).arg(root.path()).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(".backup-users line 1") && err.contains("before starting"), "{err}");
+}
+
+#[test]
+fn a_switch_the_file_turns_on_the_command_line_turns_off() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "unsafe-no-fsync = true\n").unwrap();
+    let stdout_of = |extra: &[&str]| {
+        let child = server_command()
+            .current_dir(dir.path())
+            .args(["--config", "config.toml", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let pid = rustix::process::Pid::from_child(&child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    };
+    assert!(stdout_of(&[]).contains("WARNING: --unsafe-no-fsync"), "the file turns it on");
+    let off = stdout_of(&["--unsafe-no-fsync=false"]);
+    assert!(off.contains("listening") && !off.contains("WARNING"), "the flag turns it off: {off}");
 }
