@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 /// The unit the per-address limit counts: an IPv4 address, or an IPv6 /64
 /// (one host or site usually holds a whole /64, so counting single IPv6
 /// addresses would limit nothing). IPv4-mapped IPv6 counts as IPv4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum IpKey {
     /// An IPv4 address.
     V4(Ipv4Addr),
