@@ -91,8 +91,39 @@ const MAX_PENDING: usize = 64;
 /// load test): unlimited 438,000, 32 slots 352,000, 8 or 16 slots 275,000.
 const COMMIT_SLOTS: usize = 32;
 
-/// Filesystem storage shared by every connection; cloning is cheap, and
-/// each clone (one per connection) keeps its own group-commit state.
+/// The filesystem storage a server shares between its connections: each
+/// connection serves from an [`FsStore`] of its own, made by
+/// [`session`](FsStorage::session).
+#[derive(Debug, Clone)]
+pub struct FsStorage {
+    inner: Arc<Inner>,
+}
+
+impl FsStorage {
+    /// Opens (or creates) the storage root; see [`FsStore::open`].
+    pub fn open(root: &Path, options: StoreOptions) -> io::Result<FsStorage> {
+        FsStore::open(root, options).map(|store| FsStorage { inner: store.inner.clone() })
+    }
+
+    /// A store for one connection: its own pending group commits over the
+    /// shared root, quota book and sync threads.
+    pub fn session(&self) -> FsStore {
+        FsStore { inner: self.inner.clone(), pending: Vec::new(), unsynced: Vec::new(), failed: None }
+    }
+
+    /// The storage root, absolute.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Counts group commits in `metrics` (the first call wins).
+    pub fn report_to(&self, metrics: crate::metrics::Metrics) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+}
+
+/// One connection's filesystem store: the shared storage, plus the
+/// group-commit state of that connection alone.
 #[derive(Debug)]
 pub struct FsStore {
     inner: Arc<Inner>,
@@ -103,12 +134,6 @@ pub struct FsStore {
     unsynced: Vec<(u32, Arc<OwnedFd>)>,
     /// A deferred commit failed after it returned: the next sync fails.
     failed: Option<StoreError>,
-}
-
-impl Clone for FsStore {
-    fn clone(&self) -> Self {
-        FsStore { inner: self.inner.clone(), pending: Vec::new(), unsynced: Vec::new(), failed: None }
-    }
 }
 
 /// An upload in progress: a temporary file that is removed unless committed.
@@ -290,12 +315,6 @@ impl FsStore {
             log::info!("removed {removed} temporary files left by an interrupted run");
         }
         Ok(store)
-    }
-
-    /// Counts this store's group commits in `metrics` (the first call wins;
-    /// clones of the store share it).
-    pub fn report_to(&self, metrics: crate::metrics::Metrics) {
-        let _ = self.inner.metrics.set(metrics);
     }
 
     /// The storage root.

@@ -7,6 +7,7 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 pub mod auth_limit;
+pub mod backend;
 pub mod commit_gate;
 pub mod config_file;
 pub mod conn;
@@ -27,7 +28,7 @@ pub mod users;
 /// The threads that sync group commits' files; shared with the client.
 pub use host_common::sync_pool;
 
-pub use fs_store::{FsStore, StoreOptions};
+pub use fs_store::{FsStorage, FsStore, StoreOptions};
 pub use server::{DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MIN_RATE, Server, ServerConfig, ShutdownHandle};
 
 /// Where the server listens when not told otherwise: this machine only, on

@@ -35,8 +35,9 @@ use rand_core::OsRng;
 use rustix::event::{PollFd, PollFlags};
 
 use crate::auth_limit::{AuthLimit, Refused};
+use crate::backend::Backend;
 use crate::conn::Conn;
-use crate::fs_store::{FsStore, StoreOptions};
+use crate::fs_store::{FsStorage, StoreOptions};
 use crate::ip_key::IpKey;
 use crate::linger::Linger;
 use crate::log_format::{LogFormat, REQUEST_TARGET, RequestLine};
@@ -235,11 +236,11 @@ impl ShutdownHandle {
     }
 }
 
-/// A bound server, ready to run.
-pub struct Server {
+/// A bound server, ready to run, storing into `B`.
+pub struct Server<B: Backend = FsStorage> {
     listener: TcpListener,
     block_listener: Option<TcpListener>,
-    store: FsStore,
+    store: B,
     config: ServerConfig,
     shared: Arc<Shared>,
     /// Started by `bind`, so that a bound server has every thread it needs
@@ -249,13 +250,26 @@ pub struct Server {
     metrics_addr: Option<SocketAddr>,
 }
 
-impl Server {
+impl Server<FsStorage> {
     /// Opens the storage root (removing temporary files left by a crash),
     /// binds the listening socket, and starts the thread that closes
     /// refused connections.
-    pub fn bind(config: ServerConfig) -> io::Result<Server> {
+    pub fn bind(config: ServerConfig) -> io::Result<Server<FsStorage>> {
         let store =
-            FsStore::open(&config.root, StoreOptions { quota: config.quota, durable: config.durable })?;
+            FsStorage::open(&config.root, StoreOptions { quota: config.quota, durable: config.durable })?;
+        Server::with_backend(config, store)
+    }
+
+    /// The storage root, absolute.
+    pub fn root(&self) -> &Path {
+        self.store.root()
+    }
+}
+
+impl<B: Backend> Server<B> {
+    /// Binds the listening socket for a server storing into `store`, and
+    /// starts the thread that closes refused connections.
+    pub fn with_backend(config: ServerConfig, store: B) -> io::Result<Server<B>> {
         let listener = TcpListener::bind(config.listen)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen)))?;
         let block_listener = match config.listen_block {
@@ -269,7 +283,7 @@ impl Server {
                 Some(block)
             }
         };
-        let users = Users::new(store.root());
+        let users = store.registry();
         users.check()?;
         let mut wake = listener.local_addr()?;
         if wake.ip().is_unspecified() {
@@ -348,9 +362,9 @@ impl Server {
         }
     }
 
-    /// The storage root, absolute.
-    pub fn root(&self) -> &Path {
-        self.store.root()
+    /// Where files go, for the start-up line.
+    pub fn describe_store(&self) -> String {
+        self.store.describe()
     }
 
     /// A handle that stops this server.
@@ -404,7 +418,7 @@ impl Server {
                 refuse(linger, stream, peer, "the server is out of threads; try again later");
                 continue;
             }
-            let store = self.store.clone();
+            let store = self.store.session_store();
             let config = self.config.clone();
             let shared = self.shared.clone();
             pool.run(
@@ -628,12 +642,12 @@ fn relayed_origin(
     }
 }
 
-fn serve_connection(
+fn serve_connection<S: backup_core::Store>(
     stream: TcpStream,
     peer: SocketAddr,
     block: bool,
     relayed: bool,
-    store: FsStore,
+    store: S,
     config: &ServerConfig,
     shared: &Arc<Shared>,
 ) {
@@ -678,9 +692,9 @@ fn serve_connection(
     shared.conns().remove(&id);
 }
 
-fn serve(
+fn serve<S: backup_core::Store>(
     stream: TcpStream,
-    store: FsStore,
+    store: S,
     config: &ServerConfig,
     shared: &Shared,
     log: RequestLog,
@@ -734,10 +748,10 @@ fn serve(
 /// alone. An address that failed too many handshakes is refused before any
 /// handshake work.
 /// `user` is the id the peeked HELLO names; the handshake reads it again.
-fn serve_secure(
+fn serve_secure<S: backup_core::Store>(
     mut conn: Conn,
     user: u32,
-    store: FsStore,
+    store: S,
     config: &ServerConfig,
     shared: &Shared,
     log: RequestLog,
@@ -877,9 +891,9 @@ fn finish(mut conn: Conn, buf: &mut [u8], peer: SocketAddr, should_drain: bool) 
 /// Serves one block-framed connection: one request, its response, close.
 /// The same store, limits and timeouts as [`serve`]; the block framing is
 /// translated by the core's [`BlockServerConn`].
-fn serve_block(
+fn serve_block<S: backup_core::Store>(
     stream: TcpStream,
-    store: FsStore,
+    store: S,
     config: &ServerConfig,
     shared: &Shared,
     mut log: RequestLog,
