@@ -13,7 +13,8 @@ use backup_server::plaintext::Plaintext;
 use backup_server::proxy_header::TrustedProxies;
 use backup_server::users::Registry;
 use backup_server::{
-    DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MIN_RATE, DEFAULT_ROOT, Server, ServerConfig,
+    DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MIN_RATE, DEFAULT_ROOT, FsStorage, Server,
+    ServerConfig, StoreOptions,
 };
 use bytesize::ByteSize;
 use clap::{CommandFactory, Parser, Subcommand};
@@ -336,19 +337,18 @@ fn main() -> ExitCode {
         max_connections_per_ip: args.max_connections_per_ip as usize,
         min_rate: args.min_rate,
         max_file_size: args.max_file_size,
-        quota: args.quota,
         idle_timeout: Duration::from_secs(args.idle_timeout),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
-        durable: !args.unsafe_no_fsync,
         listen_block: args.listen_block,
         plaintext: args.plaintext,
         metrics: args.metrics,
         log_format: args.log_format,
         trusted_proxies: args.proxy_protocol.then(|| TrustedProxies::new(args.trusted_proxy.clone())),
-        ..ServerConfig::new(args.listen, args.root)
+        ..ServerConfig::new(args.listen)
     };
+    let storage = StoreOptions { quota: args.quota, durable: !args.unsafe_no_fsync };
     raise_fd_limit();
-    let server = match Server::bind(config) {
+    let server = match FsStorage::open(&args.root, storage).and_then(|store| Server::bind(config, store)) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("backup-server: {e}");

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread;
@@ -37,7 +37,7 @@ use rustix::event::{PollFd, PollFlags};
 use crate::auth_limit::{AuthLimit, Refused};
 use crate::backend::Backend;
 use crate::conn::Conn;
-use crate::fs_store::{FsStorage, StoreOptions};
+use crate::fs_store::FsStorage;
 use crate::ip_key::IpKey;
 use crate::linger::Linger;
 use crate::log_format::{LogFormat, REQUEST_TARGET, RequestLine};
@@ -84,7 +84,9 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 /// servers with only fast clients can raise it.
 pub const DEFAULT_MIN_RATE: u64 = 512;
 
-/// What the server does, set from the command line.
+/// What the server does, set from the command line: the network and the
+/// sessions. What storage does (root, quota, syncing) is the store's own
+/// ([`StoreOptions`](crate::StoreOptions) for the filesystem).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address to listen on.
@@ -92,8 +94,6 @@ pub struct ServerConfig {
     /// A second address whose connections use the 1024-byte block framing
     /// ([`backup_core::block`]): one request per connection. Off if `None`.
     pub listen_block: Option<SocketAddr>,
-    /// Storage root.
-    pub root: PathBuf,
     /// Connections served at once, each on its own thread; more wait in the
     /// accept backlog. The server's threads are at most this many plus 11:
     /// the storage's 8 sync threads, the accept loop, the thread closing
@@ -108,14 +108,10 @@ pub struct ServerConfig {
     pub min_rate: u64,
     /// Largest file accepted.
     pub max_file_size: u32,
-    /// Bytes each user may store.
-    pub quota: Option<u64>,
     /// How long a connection may be silent (or not take our bytes).
     pub idle_timeout: Duration,
     /// On shutdown, how long transfers in flight may take to finish.
     pub shutdown_grace: Duration,
-    /// Sync files and folders before acknowledging (unsafe to turn off).
-    pub durable: bool,
     /// Which peers may use the unauthenticated versions 1 and 2.
     pub plaintext: Plaintext,
     /// Where to serve `GET /metrics` (Prometheus); off if `None`.
@@ -128,20 +124,17 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Defaults for everything but the address and root.
-    pub fn new(listen: SocketAddr, root: PathBuf) -> Self {
+    /// Defaults for everything but the address.
+    pub fn new(listen: SocketAddr) -> Self {
         ServerConfig {
             listen,
             listen_block: None,
-            root,
             max_connections: 1024,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             min_rate: DEFAULT_MIN_RATE,
             max_file_size: MAX_FILE_SIZE,
-            quota: None,
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
-            durable: true,
             plaintext: Plaintext::default(),
             metrics: None,
             log_format: LogFormat::Text,
@@ -251,15 +244,6 @@ pub struct Server<B: Backend = FsStorage> {
 }
 
 impl Server<FsStorage> {
-    /// Opens the storage root (removing temporary files left by a crash),
-    /// binds the listening socket, and starts the thread that closes
-    /// refused connections.
-    pub fn bind(config: ServerConfig) -> io::Result<Server<FsStorage>> {
-        let store =
-            FsStorage::open(&config.root, StoreOptions { quota: config.quota, durable: config.durable })?;
-        Server::with_backend(config, store)
-    }
-
     /// The storage root, absolute.
     pub fn root(&self) -> &Path {
         self.store.root()
@@ -267,9 +251,10 @@ impl Server<FsStorage> {
 }
 
 impl<B: Backend> Server<B> {
-    /// Binds the listening socket for a server storing into `store`, and
-    /// starts the thread that closes refused connections.
-    pub fn with_backend(config: ServerConfig, store: B) -> io::Result<Server<B>> {
+    /// Binds the listening socket for a server storing into `store` (for
+    /// the filesystem, [`FsStorage::open`], which also removes what a crash
+    /// left), and starts the thread that closes refused connections.
+    pub fn bind(config: ServerConfig, store: B) -> io::Result<Server<B>> {
         let listener = TcpListener::bind(config.listen)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen)))?;
         let block_listener = match config.listen_block {

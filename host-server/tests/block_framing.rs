@@ -11,7 +11,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use backup_server::{Server, ServerConfig};
+use backup_server::{FsStorage, Server, ServerConfig, StoreOptions};
 
 const BUFFER_SIZE: usize = 1024;
 
@@ -29,12 +29,12 @@ impl BlockServer {
     }
 
     fn start_with(root: &Path, configure: impl FnOnce(&mut ServerConfig)) -> BlockServer {
-        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), root.to_path_buf());
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
         config.listen_block = Some("127.0.0.1:0".parse().unwrap());
         config.shutdown_grace = Duration::from_secs(2);
         config.idle_timeout = Duration::from_secs(5);
         configure(&mut config);
-        let server = Server::bind(config).unwrap();
+        let server = Server::bind(config, FsStorage::open(root, StoreOptions::default()).unwrap()).unwrap();
         let block = server.block_addr().unwrap();
         let stream = server.local_addr().unwrap();
         let root = server.root().to_path_buf();

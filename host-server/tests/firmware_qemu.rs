@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use backup_server::{Server, ServerConfig};
+use backup_server::{FsStorage, Server, ServerConfig, StoreOptions};
 
 #[path = "../../examples/firmware-client/src/content.rs"]
 #[allow(dead_code)]
@@ -226,8 +226,8 @@ fn run_firmware(target: &str, cpu: Option<&str>, variant: Variant, setup: impl F
     let root = tempfile::tempdir().unwrap();
     setup(root.path());
     // QEMU connects before the guest starts, so the server listens first.
-    let server =
-        Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap(), root.path().to_path_buf())).unwrap();
+    let store = FsStorage::open(root.path(), StoreOptions::default()).unwrap();
+    let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap()), store).unwrap();
     let addr = server.local_addr().unwrap();
     let handle = server.shutdown_handle();
     let serving = std::thread::spawn(move || server.run());

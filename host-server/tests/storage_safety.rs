@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::thread;
 
+use backup_server::StoreOptions;
 use backup_server::fs_store::TEMP_PREFIX;
 use support::*;
 
@@ -158,7 +159,8 @@ fn uploads_over_the_size_limit_are_refused_before_their_payload() {
 #[test]
 fn uploads_over_the_quota_are_refused_and_replacing_a_file_counts_only_the_difference() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path(), |c| c.quota = Some(1000));
+    let server =
+        TestServer::start_with_store(dir.path(), StoreOptions { quota: Some(1000), durable: true }, |_| {});
     let mut client = PlainClient::new(&server, 13);
     assert_eq!(client.call(BACKUP, b"a", Some(&[1; 600])).status, 212);
     let mut stream = server.connect();

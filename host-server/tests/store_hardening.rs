@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use backup_server::{Server, ServerConfig};
+use backup_server::{FsStorage, Server, ServerConfig, StoreOptions};
 use support::*;
 
 /// Bytes in the valid-named regular files of one user's folder.
@@ -33,7 +33,8 @@ fn stored_bytes(user_dir: &Path) -> u64 {
 fn racing_backups_and_deletes_never_store_a_byte_over_the_quota_and_the_count_stays_exact() {
     const QUOTA: u64 = 1000;
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path(), |c| c.quota = Some(QUOTA));
+    let server =
+        TestServer::start_with_store(dir.path(), StoreOptions { quota: Some(QUOTA), durable: true }, |_| {});
     let user = 77;
     // Eight clients race on one name (as in the review: same-name uploads
     // all read the old size before any renames), and on a few others, with
@@ -165,8 +166,10 @@ fn a_second_server_on_the_same_root_is_refused_and_names_the_first() {
     let mut client = PlainClient::new(&first, 9);
     assert_eq!(client.call(BACKUP, b"a", Some(b"kept")).status, 212);
 
-    let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
-    let refused = Server::bind(config.clone()).err().expect("a second server on the root is refused");
+    let refused = FsStorage::open(dir.path(), StoreOptions::default())
+        .and_then(|store| Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap()), store))
+        .err()
+        .expect("a second server on the root is refused");
     let message = refused.to_string();
     assert!(
         message.contains("in use by another backup-server")
@@ -187,7 +190,9 @@ fn a_second_server_on_the_same_root_is_refused_and_names_the_first() {
     first.stop();
     // The lock goes with the store's last handle, which a worker thread
     // may still be dropping just after the server stopped.
-    eventually("the root is free once the first has stopped", || Server::bind(config.clone()).is_ok());
+    eventually("the root is free once the first has stopped", || {
+        FsStorage::open(dir.path(), StoreOptions::default()).is_ok()
+    });
 }
 
 /// Pipelines a 0-byte backup (and a refused one on a connection of its own

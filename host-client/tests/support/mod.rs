@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use backup_server::{Server, ServerConfig, ShutdownHandle};
+use backup_server::{FsStorage, Server, ServerConfig, ShutdownHandle, StoreOptions};
 
 pub struct RealServer {
     pub addr: SocketAddr,
@@ -20,9 +20,10 @@ pub struct RealServer {
 impl RealServer {
     pub fn start(customize: impl FnOnce(&mut ServerConfig)) -> RealServer {
         let root = tempfile::tempdir().unwrap();
-        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), root.path().to_path_buf());
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
         customize(&mut config);
-        let server = Server::bind(config).unwrap();
+        let store = FsStorage::open(root.path(), StoreOptions::default()).unwrap();
+        let server = Server::bind(config, store).unwrap();
         let addr = server.local_addr().unwrap();
         let handle = server.shutdown_handle();
         RealServer { addr, handle, thread: Some(thread::spawn(move || server.run())), _root: root }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use backup_server::{Server, ServerConfig, ShutdownHandle};
+use backup_server::{FsStorage, Server, ServerConfig, ShutdownHandle, StoreOptions};
 
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -24,10 +24,20 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on 127.0.0.1 with an ephemeral port, storing in `root`.
     pub fn start_in(root: &Path, customize: impl FnOnce(&mut ServerConfig)) -> TestServer {
-        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), root.to_path_buf());
+        TestServer::start_with_store(root, StoreOptions::default(), customize)
+    }
+
+    /// [`start_in`](Self::start_in) with the store's own options (a quota).
+    pub fn start_with_store(
+        root: &Path,
+        options: StoreOptions,
+        customize: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
         config.shutdown_grace = Duration::from_secs(2);
         customize(&mut config);
-        let server = Server::bind(config).expect("server binds");
+        let store = FsStorage::open(root, options).expect("the store opens");
+        let server = Server::bind(config, store).expect("server binds");
         let addr = server.local_addr().unwrap();
         let root = server.root().to_path_buf();
         let handle = server.shutdown_handle();
