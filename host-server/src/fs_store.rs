@@ -171,7 +171,7 @@ pub struct FsReader {
 }
 
 /// A sorted snapshot of one user's names, streamed from a spool file (see
-/// [`listing`](crate::listing)): it holds a file descriptor and a few KiB,
+/// [`crate::listing`]): it holds a file descriptor and a few KiB,
 /// however many names there are and however slowly they are read.
 #[derive(Debug, Default)]
 pub struct FsListing {

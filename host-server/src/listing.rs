@@ -48,7 +48,7 @@ pub const RUN_BUDGET: usize = 1024 * 1024;
 
 /// Builds that may run at once in the whole server. Each holds at most
 /// about twice [`RUN_BUDGET`] while sorting (a run, plus what its vectors
-/// grew by) and about [`RUN_BUDGET`] plus [`WRITE_BUF`] while merging, so
+/// grew by) and about [`RUN_BUDGET`] plus `WRITE_BUF` while merging, so
 /// all builds together stay within a few MiB. Building is CPU work and the
 /// server's machine has 2 cores: more slots would not empty the queue
 /// sooner, only spend more memory.
