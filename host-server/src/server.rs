@@ -636,16 +636,10 @@ fn serve_connection<S: backup_core::Store>(
     config: &ServerConfig,
     shared: &Arc<Shared>,
 ) {
-    let (peer, _ticket, level) = match relayed {
-        false => (peer, None, log::Level::Info),
-        true => match relayed_origin(&stream, peer, config, shared) {
-            Some((client, ticket, true)) => (client, Some(ticket), log::Level::Debug),
-            Some((client, ticket, false)) => (client, Some(ticket), log::Level::Info),
-            None => return,
-        },
-    };
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let busy = Arc::new(AtomicBool::new(false));
+    // Tracked from the start, so a shutdown also ends a balancer's
+    // connection still waiting for its PROXY header.
     match stream.try_clone() {
         Ok(clone) => {
             shared.conns().insert(id, Entry { stream: clone, busy: busy.clone() });
@@ -655,6 +649,17 @@ fn serve_connection<S: backup_core::Store>(
             return;
         }
     }
+    let (peer, _ticket, level) = match relayed {
+        false => (peer, None, log::Level::Info),
+        true => match relayed_origin(&stream, peer, config, shared) {
+            Some((client, ticket, true)) => (client, Some(ticket), log::Level::Debug),
+            Some((client, ticket, false)) => (client, Some(ticket), log::Level::Info),
+            None => {
+                shared.conns().remove(&id);
+                return;
+            }
+        },
+    };
     if !shared.stopping.load(Ordering::SeqCst) {
         let _open = shared.metrics.connection();
         let log = RequestLog {
